@@ -1,0 +1,1 @@
+"""The messaging runtime: brokers, topology names, subscriptions and the consumer runtime."""

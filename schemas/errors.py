@@ -1,0 +1,33 @@
+"""Errors raised when data does not match its schema.
+
+SchemaError(ValueError)       a payload, envelope or argument set is invalid
+└── UnknownEventType          no payload model is registered for an event type
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+class SchemaError(ValueError):
+    """Data failed validation; ``fields`` names every failing field."""
+
+    def __init__(self, message: str, *, fields: tuple[str, ...] = (), what: str = "") -> None:
+        super().__init__(message)
+        self.fields = fields
+        self.what = what
+
+    @classmethod
+    def from_validation(cls, what: str, exc: ValidationError, prefix: str = "") -> SchemaError:
+        """Build an error whose message names each failing field, e.g. ``data.version``."""
+        fields: list[str] = []
+        details: list[str] = []
+        for err in exc.errors():
+            loc = prefix + ".".join(str(p) for p in err.get("loc", ()))
+            fields.append(loc or "(root)")
+            details.append(f"{loc or '(root)'}: {err.get('msg', 'invalid')}")
+        return cls(f"invalid {what}: " + "; ".join(details), fields=tuple(fields), what=what)
+
+
+class UnknownEventType(SchemaError):
+    """The event type has no registered payload model."""

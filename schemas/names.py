@@ -1,0 +1,118 @@
+"""Every exchange, queue, header and Redis key name that codebus uses, in one place.
+
+It sits in schemas/ (pure data, no I/O) because both bus/ and tools/ need Redis key
+names and neither may import the other. A :class:`Names` instance carries a prefix so
+that tests (and installations sharing one broker) get disjoint topologies; production
+uses the default, ``codebus``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+# AMQP headers the runtime reads and writes.
+HEADER_ATTEMPT = "x-codebus-attempt"
+HEADER_DEAD_REASON = "x-codebus-dead-reason"
+HEADER_DEAD_KIND = "x-codebus-dead-kind"
+HEADER_ORIGIN_QUEUE = "x-codebus-queue"
+HEADER_DEAD_AT = "x-codebus-dead-at"
+HEADER_DELAY_TIER = "x-codebus-delay-tier"
+HEADER_TRACEPARENT = "traceparent"
+
+#: Delay tiers are powers of two in milliseconds: tier n holds delays in [2^n, 2^(n+1)).
+MIN_DELAY_TIER = 6  # 64 ms
+MAX_DELAY_TIER = 22  # ~70 minutes
+
+
+def delay_tier(delay_ms: int) -> int:
+    """The tier whose queue holds a message delayed by ``delay_ms``."""
+    if delay_ms <= 1:
+        return MIN_DELAY_TIER
+    return max(MIN_DELAY_TIER, min(MAX_DELAY_TIER, int(math.log2(delay_ms))))
+
+
+@dataclass(frozen=True)
+class Names:
+    """Names of the broker topology and Redis keys, under one prefix."""
+
+    prefix: str = "codebus"
+    redis_prefix: str = field(default="")
+
+    # --- exchanges ---------------------------------------------------------------
+    @property
+    def events_exchange(self) -> str:
+        """Topic exchange every event is published to; routing key = event type."""
+        return f"{self.prefix}.events"
+
+    @property
+    def retry_exchange(self) -> str:
+        """Direct exchange binding each subscription queue under its own name."""
+        return f"{self.prefix}.retry"
+
+    @property
+    def delay_exchange(self) -> str:
+        """Headers exchange routing a delayed message to its tier queue."""
+        return f"{self.prefix}.delay"
+
+    @property
+    def dead_exchange(self) -> str:
+        """Fanout exchange in front of the dead-letter queue."""
+        return f"{self.prefix}.dlx"
+
+    # --- queues ------------------------------------------------------------------
+    def subscription_queue(self, name: str) -> str:
+        """Durable queue owned by one subscription."""
+        return f"{self.prefix}.q.{name}"
+
+    def delay_queue(self, tier: int) -> str:
+        """Queue holding messages until their per-message TTL sends them back."""
+        return f"{self.prefix}.delay.{tier}"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        """Where events that cannot be processed wait, with their reason."""
+        return f"{self.prefix}.dead"
+
+    # --- redis -------------------------------------------------------------------
+    @property
+    def _r(self) -> str:
+        return self.redis_prefix or self.prefix
+
+    def inbox_key(self, subscription: str, event_id: str) -> str:
+        """Idempotency claim / done-mark of one event in one subscription."""
+        return f"{self._r}:inbox:{subscription}:{event_id}"
+
+    def breaker_key(self, server: str) -> str:
+        """Circuit-breaker state of one tool server."""
+        return f"{self._r}:breaker:{server}"
+
+    def cache_key(self, tool: str, digest: str) -> str:
+        """Cached result of a read-only tool call; the tool name stays readable so that
+        per-tool invalidation can find its keys."""
+        return f"{self._r}:cache:{tool}:{digest}"
+
+    def cache_pattern(self, tool: str) -> str:
+        """SCAN pattern matching every cached result of ``tool``."""
+        return f"{self._r}:cache:{tool}:*"
+
+    @property
+    def audit_stream(self) -> str:
+        """Redis stream of tool-call audit records."""
+        return f"{self._r}:audit"
+
+    def replay_key(self, source: str, webhook_id: str) -> str:
+        """Marks an inbound webhook id as seen (replay protection)."""
+        return f"{self._r}:webhook-seen:{source}:{webhook_id}"
+
+    @property
+    def deliveries_key(self) -> str:
+        """Hash of outbound webhook delivery records."""
+        return f"{self._r}:webhook-deliveries"
+
+    def workflow_key(self, workflow_id: str) -> str:
+        """State of one workflow (pipeline or saga run)."""
+        return f"{self._r}:workflow:{workflow_id}"
+
+
+DEFAULT_NAMES = Names()

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Start (or stop) private RabbitMQ, Redis and Docker Engine instances on loopback for
+# the test-suite and local development. Idempotent: a service already answering is
+# left alone. State lives under $CODEBUS_SERVICES_DIR (default: ./.services).
+#
+#   scripts/services.sh install   apt-get the Debian packages that are missing
+#   scripts/services.sh start     start what is not running, wait until it answers
+#   scripts/services.sh env       print the export lines tests read
+#   scripts/services.sh stop      stop what this script started
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DIR="${CODEBUS_SERVICES_DIR:-$ROOT/.services}"
+AMQP_PORT="${CODEBUS_TEST_AMQP_PORT:-5682}"
+DIST_PORT="${CODEBUS_TEST_AMQP_DIST_PORT:-25682}"
+REDIS_PORT="${CODEBUS_TEST_REDIS_PORT:-6390}"
+NODE="codebus-test@localhost"
+DOCKER_SOCK="/var/run/docker.sock"
+
+log() { printf '[services] %s\n' "$*" >&2; }
+
+install() {
+    local missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    [ -x /usr/bin/busybox ] || missing+=(busybox-static)
+    command -v prometheus >/dev/null || missing+=(prometheus)
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    fi
+}
+
+rabbit_env() {
+    export HOME="$DIR/rabbitmq"
+    export RABBITMQ_NODENAME="$NODE"
+    export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+    export RABBITMQ_NODE_PORT="$AMQP_PORT"
+    export RABBITMQ_DIST_PORT="$DIST_PORT"
+    export RABBITMQ_MNESIA_BASE="$DIR/rabbitmq/mnesia"
+    export RABBITMQ_LOG_BASE="$DIR/rabbitmq/log"
+    export RABBITMQ_CONFIG_FILE="$DIR/rabbitmq/rabbitmq"
+    export RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/rabbitmq/enabled_plugins"
+    export RABBITMQ_PID_FILE="$DIR/rabbitmq/rabbit.pid"
+    export ERL_EPMD_ADDRESS=127.0.0.1
+}
+
+rabbit_ping() { (rabbit_env; /usr/lib/rabbitmq/bin/rabbitmq-diagnostics -q -n "$NODE" ping >/dev/null 2>&1); }
+
+start_rabbitmq() {
+    if rabbit_ping; then return; fi
+    mkdir -p "$DIR/rabbitmq/mnesia" "$DIR/rabbitmq/log"
+    cat >"$DIR/rabbitmq/rabbitmq.conf" <<EOF
+listeners.tcp.default = 127.0.0.1:$AMQP_PORT
+loopback_users = none
+vm_memory_high_watermark.relative = 0.4
+disk_free_limit.absolute = 200MB
+heartbeat = 10
+log.console = false
+log.file.level = warning
+EOF
+    echo "[]." >"$DIR/rabbitmq/enabled_plugins"
+    (rabbit_env; cd "$DIR/rabbitmq"; setsid nohup /usr/lib/rabbitmq/bin/rabbitmq-server \
+        >"$DIR/rabbitmq/stdout.log" 2>&1 &)
+    for _ in $(seq 1 120); do
+        if rabbit_ping; then log "rabbitmq up on 127.0.0.1:$AMQP_PORT"; return; fi
+        sleep 1
+    done
+    log "rabbitmq did not start; see $DIR/rabbitmq"; tail -30 "$DIR/rabbitmq/stdout.log" >&2
+    exit 1
+}
+
+start_redis() {
+    if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then return; fi
+    mkdir -p "$DIR/redis"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$DIR/redis" --daemonize yes --pidfile "$DIR/redis/redis.pid" \
+        --logfile "$DIR/redis/redis.log" >/dev/null
+    for _ in $(seq 1 50); do
+        if redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+            log "redis up on 127.0.0.1:$REDIS_PORT"; return
+        fi
+        sleep 0.2
+    done
+    log "redis did not start"; exit 1
+}
+
+start_docker() {
+    if docker -H "unix://$DOCKER_SOCK" info >/dev/null 2>&1; then return; fi
+    mkdir -p "$DIR/docker"
+    setsid nohup dockerd --host "unix://$DOCKER_SOCK" --data-root "$DIR/docker/data" \
+        --pidfile "$DIR/docker/dockerd.pid" >"$DIR/docker/dockerd.log" 2>&1 &
+    for _ in $(seq 1 60); do
+        if docker -H "unix://$DOCKER_SOCK" info >/dev/null 2>&1; then
+            log "dockerd up on $DOCKER_SOCK"; return
+        fi
+        sleep 1
+    done
+    log "dockerd did not start; see $DIR/docker/dockerd.log"; tail -20 "$DIR/docker/dockerd.log" >&2
+    exit 1
+}
+
+env_lines() {
+    echo "export CODEBUS_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/"
+    echo "export CODEBUS_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
+    echo "export CODEBUS_TEST_DOCKER_HOST=unix://$DOCKER_SOCK"
+    echo "export CODEBUS_TEST_RABBITMQ_NODE=$NODE"
+}
+
+stop() {
+    (rabbit_env; /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "$NODE" stop >/dev/null 2>&1) || true
+    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    if [ -f "$DIR/docker/dockerd.pid" ]; then kill "$(cat "$DIR/docker/dockerd.pid")" 2>/dev/null || true; fi
+}
+
+case "${1:-start}" in
+    install) install ;;
+    start) start_redis; start_rabbitmq; start_docker ;;
+    env) env_lines ;;
+    stop) stop ;;
+    rabbitmqctl) shift; (rabbit_env; /usr/lib/rabbitmq/bin/rabbitmqctl -n "$NODE" "$@") ;;
+    *) echo "usage: $0 install|start|env|stop|rabbitmqctl ARGS" >&2; exit 2 ;;
+esac
