@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from schemas.names import Names
 from schemas.envelope import Event
+from schemas.names import Names
 
 CONTENT_TYPE = "application/cloudevents+json"
 

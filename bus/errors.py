@@ -46,7 +46,7 @@ class InboxUnavailable(BusError):
     """The idempotency store (Redis) is unreachable; the message must be requeued."""
 
 
-class HandlerSignal(Exception):  # noqa: N818 - these are signals, not errors
+class HandlerSignal(Exception):
     """Base of the exceptions handlers raise to tell the runtime what to do."""
 
 
