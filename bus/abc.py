@@ -57,6 +57,9 @@ class Consumer(Protocol):
     async def cancel(self) -> None:
         """Stop receiving new deliveries; deliveries already handed out stay unsettled."""
 
+    async def close(self) -> None:
+        """Release the consumer; every delivery still unsettled returns to the queue."""
+
 
 @runtime_checkable
 class Broker(Protocol):

@@ -17,7 +17,8 @@ HEADER_DEAD_REASON = "x-codebus-dead-reason"
 HEADER_DEAD_KIND = "x-codebus-dead-kind"
 HEADER_ORIGIN_QUEUE = "x-codebus-queue"
 HEADER_DEAD_AT = "x-codebus-dead-at"
-HEADER_DELAY_TIER = "x-codebus-delay-tier"
+# Not "x-" prefixed: a headers exchange ignores x- headers when it matches.
+HEADER_DELAY_TIER = "codebus-delay-tier"
 HEADER_TRACEPARENT = "traceparent"
 
 #: Delay tiers are powers of two in milliseconds: tier n holds delays in [2^n, 2^(n+1)).
@@ -87,6 +88,10 @@ class Names:
         """Circuit-breaker state of one tool server."""
         return f"{self._r}:breaker:{server}"
 
+    def breaker_probe_key(self, server: str) -> str:
+        """Half-open probe lease of one tool server's breaker (a PX key: one probe at a time)."""
+        return f"{self._r}:breaker-probe:{server}"
+
     def cache_key(self, tool: str, digest: str) -> str:
         """Cached result of a read-only tool call; the tool name stays readable so that
         per-tool invalidation can find its keys."""
@@ -109,6 +114,11 @@ class Names:
     def deliveries_key(self) -> str:
         """Hash of outbound webhook delivery records."""
         return f"{self._r}:webhook-deliveries"
+
+    @property
+    def deliveries_index_key(self) -> str:
+        """Sorted set of delivery record ids by last update time (bounds the hash)."""
+        return f"{self._r}:webhook-deliveries:index"
 
     def workflow_key(self, workflow_id: str) -> str:
         """State of one workflow (pipeline or saga run)."""

@@ -1,0 +1,175 @@
+"""Processing of one delivery, and the single place where deliveries are settled.
+
+decode -> validate payload -> middleware.before -> handler -> middleware.after (reverse)
+-> settle: ack | delayed copy + ack | dead letter + ack | nack(requeue).
+A copy is always confirmed by the broker before the original is acked, so a crash in
+between duplicates (which the inbox absorbs) and never loses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from bus.abc import Broker, Delivery
+from bus.context import HandlerContext
+from bus.errors import BusError, Reject, Retry
+from bus.middleware.base import Middleware, Processing
+from bus.middleware.retries import describe_error
+from bus.outcome import DeadLetter, Defer, Done, Failed, Outcome, Requeue, RetryLater
+from bus.router import Subscription
+from schemas.envelope import Event
+from schemas.errors import SchemaError
+from schemas.events import validate_payload
+from schemas.names import (
+    HEADER_ATTEMPT,
+    HEADER_DEAD_AT,
+    HEADER_DEAD_KIND,
+    HEADER_DEAD_REASON,
+    HEADER_ORIGIN_QUEUE,
+)
+
+log = logging.getLogger("codebus.bus.consumer")
+
+
+def attempt_of(headers: Mapping[str, Any]) -> int:
+    """The attempt number carried in the headers (1 when absent or garbled)."""
+    try:
+        return max(1, int(headers.get(HEADER_ATTEMPT, 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
+class SubscriptionConsumer:
+    """The ``on_delivery`` callback of one subscription's queue."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        subscription: Subscription,
+        *,
+        middleware: Sequence[Middleware],
+        deps: Mapping[str, Any],
+        stopping: asyncio.Event,
+        source: str,
+    ) -> None:
+        self.broker = broker
+        self.subscription = subscription
+        self.queue = broker.names.subscription_queue(subscription.name)
+        self.middleware = list(middleware)
+        self.deps = deps
+        self.stopping = stopping
+        self.source = source
+        self.in_flight: set[asyncio.Task[Any]] = set()
+        self.logger = logging.getLogger(f"codebus.handler.{subscription.name}")
+
+    async def __call__(self, delivery: Delivery) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.in_flight.add(task)
+        try:
+            outcome = await self.process(delivery)
+        except asyncio.CancelledError:
+            # Forced shutdown after the grace period: give the message back.
+            await asyncio.shield(delivery.nack(requeue=True))
+            raise
+        finally:
+            if task is not None:
+                self.in_flight.discard(task)
+        await self.settle(delivery, outcome)
+
+    async def process(self, delivery: Delivery) -> Outcome:
+        """Run validation, middleware and the handler; return what to do."""
+        p = Processing(
+            delivery, self.subscription, attempt_of(delivery.message.headers), self.stopping
+        )
+        outcome = self._validate(p)
+        if outcome is None:
+            outcome = await self._run(p)
+        for m in reversed(self.middleware):
+            outcome = await m.after_process(p, outcome)
+        if isinstance(outcome, Failed):  # no retries middleware installed
+            kind = "rejected" if not outcome.retryable else "exhausted"
+            outcome = DeadLetter(kind, describe_error(outcome.error))
+        return outcome
+
+    def _validate(self, p: Processing) -> Outcome | None:
+        try:
+            p.event = Event.from_json(p.delivery.message.body)
+        except SchemaError as exc:
+            return DeadLetter("invalid", str(exc))
+        sub = self.subscription
+        if sub.wants_envelope:
+            p.state["arg"] = p.event
+            return None
+        try:
+            payload = validate_payload(p.event.type, p.event.data)
+        except SchemaError as exc:
+            return DeadLetter("invalid", str(exc))
+        if not isinstance(payload, sub.accepts):
+            wanted = " | ".join(t.__name__ for t in sub.accepts)
+            return DeadLetter(
+                "unexpected_type",
+                f"subscription {sub.name} takes {wanted}, got {p.event.type} "
+                f"({type(payload).__name__})",
+            )
+        p.state["arg"] = payload
+        return None
+
+    async def _run(self, p: Processing) -> Outcome:
+        for m in self.middleware:
+            early = await m.before_process(p)
+            if early is not None:
+                return early
+        assert p.event is not None
+        p.ctx = HandlerContext(
+            event=p.event,
+            subscription=self.subscription.name,
+            attempt=p.attempt,
+            broker=self.broker,
+            deps=self.deps,
+            logger=self.logger,
+            source=self.source,
+        )
+        try:
+            await self.subscription.handler(p.state["arg"], p.ctx)
+        except Retry as exc:
+            return Failed(exc, retryable=True, delay=exc.delay)
+        except Reject as exc:
+            return Failed(exc, retryable=False)
+        except Exception as exc:
+            return Failed(exc, retryable=True)
+        return Done()
+
+    async def settle(self, delivery: Delivery, outcome: Outcome) -> None:
+        """Act on the outcome; if the broker refuses a copy, requeue the original."""
+        msg = delivery.message
+        try:
+            if isinstance(outcome, RetryLater):
+                copy = msg.with_headers(**{HEADER_ATTEMPT: outcome.attempt})
+                await self.broker.send(self.queue, copy, delay=outcome.delay)
+            elif isinstance(outcome, Defer):
+                await self.broker.send(self.queue, msg, delay=outcome.delay)
+            elif isinstance(outcome, DeadLetter):
+                await self.broker.dead_letter(
+                    msg.with_headers(
+                        **{
+                            HEADER_DEAD_KIND: outcome.kind,
+                            HEADER_DEAD_REASON: outcome.reason,
+                            HEADER_ORIGIN_QUEUE: self.queue,
+                            HEADER_ATTEMPT: attempt_of(msg.headers),
+                            HEADER_DEAD_AT: datetime.now(UTC).isoformat(),
+                        }
+                    )
+                )
+            elif isinstance(outcome, Requeue):
+                await delivery.nack(requeue=True)
+                return
+        except BusError as exc:
+            log.warning("could not settle %s (%s); requeueing it", msg.message_id, exc)
+            await delivery.nack(requeue=True)
+            return
+        await delivery.ack()

@@ -1,0 +1,85 @@
+"""What a handler gets besides its payload: the envelope, a logger, dependencies, and
+``publish`` for follow-up events with deterministic ids."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from bus.abc import Broker
+from bus.inbox import Effect
+from schemas.envelope import Event, child_event_id
+from schemas.events import validate_payload
+
+
+def child_traceparent(parent: str | None, child_id: str) -> str | None:
+    """Same trace, a new span id derived from the child's id (stable across redeliveries)."""
+    if not parent:
+        return None
+    version, trace_id, _span, flags = parent.split("-")
+    span = hashlib.sha256(child_id.encode()).hexdigest()[:16]
+    return f"{version}-{trace_id}-{span}-{flags}"
+
+
+class HandlerContext:
+    """Per-delivery context handed to a handler."""
+
+    def __init__(
+        self,
+        *,
+        event: Event,
+        subscription: str,
+        attempt: int,
+        broker: Broker,
+        deps: Mapping[str, Any],
+        logger: logging.Logger,
+        source: str,
+    ) -> None:
+        self.event = event
+        self.subscription = subscription
+        self.attempt = attempt
+        self.deps = deps
+        self.logger = logging.LoggerAdapter(
+            logger, {"event_id": event.id, "event_type": event.type, "subscription": subscription}
+        )
+        self.published: list[Event] = []
+        self.effects: list[Effect] = []
+        self._broker = broker
+        self._source = source
+        self._seq: dict[str, int] = {}
+
+    async def publish(
+        self, type: str, data: BaseModel | dict[str, Any], *, subject: str | None = None
+    ) -> Event:
+        """Publish a follow-up event and wait for the broker's confirm.
+
+        It inherits the correlation id, names this event as its cause and gets an id
+        derived from (cause, subscription, type, n-th publish of that type), so a
+        redelivered event republishes identical ids that downstream inboxes drop."""
+        payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else dict(data)
+        validate_payload(type, payload)
+        seq = self._seq.get(type, 0)
+        self._seq[type] = seq + 1
+        child_id = child_event_id(self.event.id, self.subscription, type, seq)
+        child = Event(
+            id=child_id,
+            source=self._source,
+            type=type,
+            subject=subject if subject is not None else self.event.subject,
+            data=payload,
+            correlationid=self.event.correlationid or self.event.id,
+            causationid=self.event.id,
+            traceparent=child_traceparent(self.event.traceparent, child_id),
+        )
+        await self._broker.publish(child)
+        self.published.append(child)
+        return child
+
+    def on_commit(self, effect: Effect) -> None:
+        """Register a Redis write (a function of the transaction pipeline) that is applied
+        atomically with this event's done-mark: it happens exactly once."""
+        self.effects.append(effect)

@@ -1,0 +1,88 @@
+"""Runs each (subscription, event id) at most once to completion, via the Redis inbox.
+
+Fail closed: while Redis is unreachable the handler never runs; the delivery is held
+(unacked, so the prefetch window throttles intake) and the claim retried with backoff;
+at shutdown it is requeued. Nothing is acked unprocessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from bus.errors import InboxUnavailable
+from bus.inbox import AlreadyDone, Busy, Claimed, Inbox, LeaseLost
+from bus.middleware.base import Middleware, Processing
+from bus.outcome import Defer, Done, Outcome, Requeue
+
+log = logging.getLogger("codebus.bus.idempotency")
+
+
+class IdempotencyMiddleware(Middleware):
+    """Claim before the handler, done-mark (with the handler's Redis effects) after."""
+
+    def __init__(self, inbox: Inbox, *, max_backoff: float = 5.0) -> None:
+        self.inbox = inbox
+        self.max_backoff = max_backoff
+
+    async def _hold(self, p: Processing, what: str, op):  # type: ignore[no-untyped-def]
+        delay = 0.05
+        while True:
+            try:
+                return await op()
+            except InboxUnavailable as exc:
+                if p.stopping.is_set():
+                    raise
+                log.warning(
+                    "%s: Redis unavailable (%s); holding delivery, retry in %.2fs", what, exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(self.max_backoff, delay * 2)
+
+    async def before_process(self, p: Processing) -> Outcome | None:
+        assert p.event is not None
+        name, event_id = p.subscription.name, p.event.id
+        try:
+            result = await self._hold(p, "claim", lambda: self.inbox.claim(name, event_id))
+        except InboxUnavailable:
+            return Requeue("idempotency store unavailable at shutdown")
+        if isinstance(result, AlreadyDone):
+            return Done(duplicate=True)
+        if isinstance(result, Busy):
+            return Defer(result.retry_after + 0.05, "another delivery holds the claim")
+        assert isinstance(result, Claimed)
+        p.state["claim"] = result
+        p.state["lease_task"] = asyncio.create_task(self._keep_lease(result))
+        return None
+
+    async def _keep_lease(self, claim: Claimed) -> None:
+        interval = self.inbox.lease_ms / 3000
+        while True:
+            await asyncio.sleep(interval)
+            if not await self.inbox.extend(claim):
+                log.warning("lost the inbox lease on %s", claim.key)
+                return
+
+    async def after_process(self, p: Processing, outcome: Outcome) -> Outcome:
+        claim = p.state.pop("claim", None)
+        task = p.state.pop("lease_task", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if claim is None:
+            return outcome
+        if isinstance(outcome, Done):
+            effects = p.ctx.effects if p.ctx is not None else []
+            try:
+                await self._hold(p, "complete", lambda: self.inbox.complete(claim, effects))
+            except LeaseLost:
+                log.warning(
+                    "lease on %s expired before completion; another delivery owns it", claim.key
+                )
+            except InboxUnavailable:
+                return Requeue("could not record completion before shutdown")
+            return outcome
+        await self.inbox.release(claim)
+        return outcome

@@ -1,0 +1,65 @@
+"""Prometheus metrics of the consumer runtime."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+
+from bus.middleware.base import Middleware, Processing
+from bus.outcome import Outcome
+
+
+def outcome_label(outcome: Outcome) -> str:
+    """A short label such as ``done``, ``duplicate``, ``retry`` or ``dead_letter``."""
+    name = type(outcome).__name__
+    if name == "Done" and getattr(outcome, "duplicate", False):
+        return "duplicate"
+    return {
+        "Done": "done",
+        "RetryLater": "retry",
+        "Defer": "deferred",
+        "DeadLetter": "dead_letter",
+        "Requeue": "requeued",
+        "Failed": "failed",
+    }.get(name, name.lower())
+
+
+class MetricsMiddleware(Middleware):
+    """``codebus_events_processed_total{subscription,outcome}``,
+    ``codebus_event_processing_seconds{subscription}`` and
+    ``codebus_events_in_flight{subscription}``."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.processed = Counter(
+            "codebus_events_processed",
+            "Deliveries settled, by subscription and outcome",
+            ["subscription", "outcome"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "codebus_event_processing_seconds",
+            "Time from delivery to settlement",
+            ["subscription"],
+            registry=registry,
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120),
+        )
+        self.in_flight = Gauge(
+            "codebus_events_in_flight",
+            "Deliveries being processed",
+            ["subscription"],
+            registry=registry,
+        )
+
+    async def before_process(self, p: Processing) -> Outcome | None:
+        self.in_flight.labels(p.subscription.name).inc()
+        p.state["metrics_in"] = True
+        return None
+
+    async def after_process(self, p: Processing, outcome: Outcome) -> Outcome:
+        sub = p.subscription.name
+        if p.state.pop("metrics_in", False):
+            self.in_flight.labels(sub).dec()
+        self.processed.labels(sub, outcome_label(outcome)).inc()
+        self.duration.labels(sub).observe(time.perf_counter() - p.started)
+        return outcome

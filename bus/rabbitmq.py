@@ -1,0 +1,335 @@
+"""The RabbitMQ broker, on aio-pika.
+
+- A robust connection with heartbeats: channels, QoS, queues, bindings and consumers
+  are restored after a reconnect.
+- Every publish is persistent, ``mandatory`` (an unroutable message is an error, not a
+  silent drop) and waits for the publisher confirm.
+- Subscription queues are durable, quorum by default (with a delivery limit and
+  at-least-once dead-lettering), classic on request.
+- Delayed redelivery: a headers exchange routes a message by its delay tier to a
+  queue with no consumers; the per-message TTL expires and the queue dead-letters it
+  into the direct retry exchange, which routes it back to the owning queue by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustConnection,
+    ExchangeType,
+)
+
+from bus.abc import Delivery, Message, OnDelivery
+from bus.codec import encode
+from bus.errors import BrokerUnavailable, BusError, PublishError, PublishNacked, Unroutable
+from bus.matching import validate_pattern
+from schemas.envelope import Event
+from schemas.names import (
+    DEFAULT_NAMES,
+    HEADER_DELAY_TIER,
+    MAX_DELAY_TIER,
+    MIN_DELAY_TIER,
+    Names,
+    delay_tier,
+)
+
+log = logging.getLogger("codebus.bus.rabbitmq")
+
+QueueType = Literal["quorum", "classic"]
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+    RuntimeError,  # aio-pika raises it for operations on a closed channel
+)
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path or '/'}"
+
+
+class _RabbitDelivery:
+    def __init__(self, incoming: AbstractIncomingMessage, queue: str) -> None:
+        self._incoming = incoming
+        self.queue = queue
+        self.redelivered = bool(incoming.redelivered)
+        self.message = Message(
+            body=incoming.body,
+            routing_key=incoming.routing_key or "",
+            message_id=incoming.message_id,
+            headers=dict(incoming.headers or {}),
+            content_type=incoming.content_type or "",
+        )
+
+    async def ack(self) -> None:
+        try:
+            await self._incoming.ack()
+        except _CONNECTION_ERRORS as exc:
+            # The channel died: the broker has already requeued the message and will
+            # redeliver it; the inbox makes the second delivery a no-op.
+            log.warning("ack lost with the channel (%s); message will be redelivered", exc)
+
+    async def nack(self, requeue: bool = True) -> None:
+        try:
+            await self._incoming.nack(requeue=requeue)
+        except _CONNECTION_ERRORS as exc:
+            log.warning("nack lost with the channel (%s); broker requeues it", exc)
+
+
+class _RabbitConsumer:
+    def __init__(self, queue: str, channel: AbstractChannel, tag: str, q: Any) -> None:
+        self.queue = queue
+        self._channel, self._tag, self._q = channel, tag, q
+
+    async def cancel(self) -> None:
+        try:
+            await self._q.cancel(self._tag)
+        except _CONNECTION_ERRORS as exc:
+            log.debug("cancel on a closed channel: %s", exc)
+
+    async def close(self) -> None:
+        # Closing the channel is what reliably returns unsettled messages: after a
+        # basic.cancel a quorum queue may still hand a requeued message to this channel.
+        try:
+            await self._channel.close()
+        except _CONNECTION_ERRORS as exc:
+            log.debug("close of a closed channel: %s", exc)
+
+
+class RabbitBroker:
+    """:class:`bus.abc.Broker` over RabbitMQ. See the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        names: Names = DEFAULT_NAMES,
+        queue_type: QueueType = "quorum",
+        delivery_limit: int = 20,
+        heartbeat: int = 10,
+        connect_timeout: float = 10.0,
+        publish_timeout: float = 15.0,
+        connection_name: str = "codebus",
+    ) -> None:
+        self.url = url
+        self.names = names
+        self.queue_type = queue_type
+        self.delivery_limit = delivery_limit
+        self.heartbeat = heartbeat
+        self.connect_timeout = connect_timeout
+        self.publish_timeout = publish_timeout
+        self.connection_name = connection_name
+        self._conn: AbstractRobustConnection | None = None
+        self._pub: AbstractChannel | None = None
+        self._admin: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._queue_args: dict[str, dict[str, Any]] = {}
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def connect(self) -> None:
+        """Connect, open the publishing channel (confirms on) and declare the fixed
+        topology. Raises :class:`BrokerUnavailable` with a one-line reason."""
+        try:
+            self._conn = await aio_pika.connect_robust(
+                self.url,
+                timeout=self.connect_timeout,
+                heartbeat=self.heartbeat,
+                client_properties={"connection_name": self.connection_name},
+            )
+            self._pub = await self._conn.channel(publisher_confirms=True, on_return_raises=True)
+            self._admin = await self._conn.channel(publisher_confirms=False)
+            await self._declare_fixed(self._pub)
+        except aiormq.exceptions.ProbableAuthenticationError as exc:
+            raise BrokerUnavailable(f"RabbitMQ at {safe_url(self.url)} refused the login") from exc
+        except _CONNECTION_ERRORS as exc:
+            raise BrokerUnavailable(
+                f"cannot reach RabbitMQ at {safe_url(self.url)}: {exc or type(exc).__name__}"
+            ) from exc
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def ping(self) -> None:
+        if self._conn is None or self._conn.is_closed or self._admin is None:
+            raise BrokerUnavailable(f"not connected to RabbitMQ at {safe_url(self.url)}")
+        try:
+            await asyncio.wait_for(
+                self._admin.declare_exchange(self.names.events_exchange, passive=True), 5
+            )
+        except _CONNECTION_ERRORS as exc:
+            raise BrokerUnavailable(f"RabbitMQ at {safe_url(self.url)} does not answer") from exc
+
+    # -- topology -----------------------------------------------------------------
+    def _durable_queue_args(self, dead_letter_exchange: str | None) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        if dead_letter_exchange:
+            args["x-dead-letter-exchange"] = dead_letter_exchange
+        if self.queue_type == "quorum":
+            args["x-queue-type"] = "quorum"
+            if dead_letter_exchange:
+                # at-least-once dead-lettering needs reject-publish overflow.
+                args["x-dead-letter-strategy"] = "at-least-once"
+                args["x-overflow"] = "reject-publish"
+        return args
+
+    async def _declare_fixed(self, ch: AbstractChannel) -> None:
+        n = self.names
+        kinds = {
+            n.events_exchange: ExchangeType.TOPIC,
+            n.retry_exchange: ExchangeType.DIRECT,
+            n.delay_exchange: ExchangeType.HEADERS,
+            n.dead_exchange: ExchangeType.FANOUT,
+        }
+        for name, kind in kinds.items():
+            self._exchanges[name] = await ch.declare_exchange(name, kind, durable=True)
+        dead = await ch.declare_queue(
+            n.dead_letter_queue, durable=True, arguments=self._durable_queue_args(None)
+        )
+        await dead.bind(self._exchanges[n.dead_exchange], routing_key="")
+        for tier in range(MIN_DELAY_TIER, MAX_DELAY_TIER + 1):
+            q = await ch.declare_queue(
+                n.delay_queue(tier),
+                durable=True,
+                arguments=self._durable_queue_args(n.retry_exchange),
+            )
+            await q.bind(
+                self._exchanges[n.delay_exchange],
+                arguments={"x-match": "all", HEADER_DELAY_TIER: str(tier)},
+            )
+
+    def subscription_queue_args(self) -> dict[str, Any]:
+        """Arguments of every subscription queue (shown by ``codebus topology``)."""
+        args = self._durable_queue_args(self.names.dead_exchange)
+        if self.queue_type == "quorum":
+            args["x-delivery-limit"] = self.delivery_limit
+        return args
+
+    async def declare_queue(self, queue: str, patterns: Sequence[str]) -> None:
+        ch = self._require(self._pub)
+        args = self.subscription_queue_args()
+        try:
+            q = await ch.declare_queue(queue, durable=True, arguments=args)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            await self._reopen_publisher()
+            raise BusError(
+                f"queue {queue!r} exists with other arguments ({exc}); delete it or "
+                f"set CODEBUS_QUEUE_TYPE to match"
+            ) from exc
+        self._queue_args[queue] = args
+        for pattern in patterns:
+            await q.bind(self._exchanges[self.names.events_exchange], validate_pattern(pattern))
+        await q.bind(self._exchanges[self.names.retry_exchange], routing_key=queue)
+
+    async def _reopen_publisher(self) -> None:
+        conn = self._require(self._conn)
+        self._pub = await conn.channel(publisher_confirms=True, on_return_raises=True)
+        await self._declare_fixed(self._pub)
+
+    # -- publishing ---------------------------------------------------------------
+    async def _publish(
+        self, exchange: str, message: Message, routing_key: str, **props: Any
+    ) -> None:
+        self._require(self._pub)
+        amqp = aio_pika.Message(
+            body=message.body,
+            message_id=message.message_id,
+            content_type=message.content_type,
+            headers=dict(message.headers),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            **props,
+        )
+        try:
+            await self._exchanges[exchange].publish(
+                amqp, routing_key=routing_key, mandatory=True, timeout=self.publish_timeout
+            )
+        except aiormq.exceptions.PublishError as exc:
+            raise Unroutable(
+                f"no queue is bound for {routing_key!r} on {exchange!r}",
+                event_id=message.message_id,
+            ) from exc
+        except aiormq.exceptions.DeliveryError as exc:
+            raise PublishNacked(
+                f"RabbitMQ nacked the publish to {exchange!r}", event_id=message.message_id
+            ) from exc
+        except _CONNECTION_ERRORS as exc:
+            raise BrokerUnavailable(
+                f"publish to {exchange!r} not confirmed: {exc or type(exc).__name__}",
+                event_id=message.message_id,
+            ) from exc
+
+    async def publish(self, event: Event, *, headers: Mapping[str, Any] | None = None) -> None:
+        await self._publish(self.names.events_exchange, encode(event, headers), event.type)
+
+    async def send(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
+        if delay <= 0:
+            await self._publish(self.names.retry_exchange, message, queue)
+            return
+        ms = max(1, int(delay * 1000))
+        tiered = message.with_headers(**{HEADER_DELAY_TIER: str(delay_tier(ms))})
+        await self._publish(self.names.delay_exchange, tiered, queue, expiration=ms / 1000)
+
+    async def dead_letter(self, message: Message) -> None:
+        await self._publish(self.names.dead_exchange, message, message.routing_key)
+
+    # -- consuming ----------------------------------------------------------------
+    async def consume(self, queue: str, on_delivery: OnDelivery, *, prefetch: int) -> Any:
+        conn = self._require(self._conn)
+        ch = await conn.channel(publisher_confirms=False)
+        await ch.set_qos(prefetch_count=prefetch)
+        q = await ch.declare_queue(
+            queue,
+            durable=True,
+            arguments=self._queue_args.get(queue, self.subscription_queue_args()),
+        )
+
+        async def callback(incoming: AbstractIncomingMessage) -> None:
+            await on_delivery(_RabbitDelivery(incoming, queue))
+
+        tag = await q.consume(callback, no_ack=False)
+        return _RabbitConsumer(queue, ch, tag, q)
+
+    async def get(self, queue: str) -> Delivery | None:
+        ch = self._require(self._admin)
+        q = await ch.get_queue(queue, ensure=False)
+        incoming = await q.get(no_ack=False, fail=False)
+        return None if incoming is None else _RabbitDelivery(incoming, queue)
+
+    async def purge(self, queue: str) -> int:
+        ch = self._require(self._admin)
+        q = await ch.get_queue(queue, ensure=False)
+        result = await q.purge()
+        return int(getattr(result, "message_count", 0) or 0)
+
+    async def depth(self, queue: str) -> int:
+        """Ready messages per queue.declare. On RabbitMQ 3.10 quorum queues this leaves out
+        messages that were returned (nacked or requeued) and not yet redelivered."""
+        ch = self._require(self._admin)
+        q = await ch.declare_queue(queue, passive=True)
+        return int(q.declaration_result.message_count or 0)
+
+    def _require(self, thing: Any) -> Any:
+        if thing is None:
+            raise BrokerUnavailable(f"not connected to RabbitMQ at {safe_url(self.url)}")
+        return thing
+
+
+__all__ = ["PublishError", "QueueType", "RabbitBroker", "safe_url"]
