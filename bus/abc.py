@@ -97,6 +97,10 @@ class Broker(Protocol):
     async def consume(self, queue: str, on_delivery: OnDelivery, *, prefetch: int) -> Consumer:
         """Deliver messages of ``queue`` to ``on_delivery``, at most ``prefetch`` unsettled."""
 
+    async def tap(self, patterns: Sequence[str], on_delivery: OnDelivery) -> Consumer:
+        """Observe events matching ``patterns`` on a private, transient queue that is
+        deleted with the consumer (``codebus tail``). Never affects other queues."""
+
     async def get(self, queue: str) -> Delivery | None:
         """Take one message for inspection (manual settle), or None if the queue is empty."""
 

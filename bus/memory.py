@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,11 +71,14 @@ class _MemoryConsumer:
         self._broker, self._q, self._cb, self.prefetch = broker, queue, cb, prefetch
         self.in_flight = 0
         self.active = True
+        self.on_cancel: Callable[[], None] | None = None
 
     async def cancel(self) -> None:
         self.active = False
         if self in self._q.consumers:
             self._q.consumers.remove(self)
+        if self.on_cancel is not None:
+            self.on_cancel()
 
     async def close(self) -> None:
         await self.cancel()
@@ -187,6 +190,17 @@ class MemoryBroker:
         q.consumers.append(consumer)
         self._dispatch(q)
         return consumer
+
+    async def tap(self, patterns: Sequence[str], on_delivery: OnDelivery) -> Any:
+        name = f"{self.names.prefix}.tap.{next(self._tags)}"
+        await self.declare_queue(name, patterns)
+        consumer = await self.consume(name, on_delivery, prefetch=100)
+        consumer.on_cancel = lambda: self._delete_queue(name)
+        return consumer
+
+    def _delete_queue(self, name: str) -> None:
+        self._bindings = [(p, q) for p, q in self._bindings if q != name]
+        self._queues.pop(name, None)
 
     async def get(self, queue: str) -> Delivery | None:
         q = self._queue(queue)

@@ -127,6 +127,7 @@ class RabbitBroker:
         connect_timeout: float = 10.0,
         publish_timeout: float = 15.0,
         connection_name: str = "codebus",
+        reconnect_interval: float = 2.0,
     ) -> None:
         self.url = url
         self.names = names
@@ -136,6 +137,7 @@ class RabbitBroker:
         self.connect_timeout = connect_timeout
         self.publish_timeout = publish_timeout
         self.connection_name = connection_name
+        self.reconnect_interval = reconnect_interval
         self._conn: AbstractRobustConnection | None = None
         self._pub: AbstractChannel | None = None
         self._admin: AbstractChannel | None = None
@@ -151,6 +153,7 @@ class RabbitBroker:
                 self.url,
                 timeout=self.connect_timeout,
                 heartbeat=self.heartbeat,
+                reconnect_interval=self.reconnect_interval,
                 client_properties={"connection_name": self.connection_name},
             )
             self._pub = await self._conn.channel(publisher_confirms=True, on_return_raises=True)
@@ -306,6 +309,22 @@ class RabbitBroker:
 
         tag = await q.consume(callback, no_ack=False)
         return _RabbitConsumer(queue, ch, tag, q)
+
+    async def tap(self, patterns: Sequence[str], on_delivery: OnDelivery) -> Any:
+        conn = self._require(self._conn)
+        ch = await conn.channel(publisher_confirms=False)
+        await ch.set_qos(prefetch_count=100)
+        # A server-named, exclusive, auto-delete classic queue: gone with the channel.
+        q = await ch.declare_queue("", exclusive=True, auto_delete=True, durable=False)
+        events = await ch.declare_exchange(self.names.events_exchange, passive=True)
+        for pattern in patterns:
+            await q.bind(events, validate_pattern(pattern))
+
+        async def callback(incoming: AbstractIncomingMessage) -> None:
+            await on_delivery(_RabbitDelivery(incoming, q.name))
+
+        tag = await q.consume(callback, no_ack=False)
+        return _RabbitConsumer(q.name, ch, tag, q)
 
     async def get(self, queue: str) -> Delivery | None:
         ch = self._require(self._admin)

@@ -120,6 +120,11 @@ class Names:
         """Sorted set of delivery record ids by last update time (bounds the hash)."""
         return f"{self._r}:webhook-deliveries:index"
 
+    @property
+    def event_log_stream(self) -> str:
+        """Redis stream of every event seen by the audit unit."""
+        return f"{self._r}:events"
+
     def workflow_key(self, workflow_id: str) -> str:
         """State of one workflow (pipeline or saga run)."""
         return f"{self._r}:workflow:{workflow_id}"

@@ -536,3 +536,24 @@ async def test_attempt_header_counts_up(broker, names, middleware_for):
     finally:
         await w.stop()
     assert HEADER_ATTEMPT == "x-codebus-attempt"
+
+
+async def test_tap_sees_matching_events_without_touching_queues(broker, names):
+    q = names.subscription_queue("owner")
+    await broker.declare_queue(q, ["#"])
+    seen = []
+
+    async def on(d):
+        seen.append(d.message.routing_key)
+        await d.ack()
+
+    tap = await broker.tap(["deployment.*"], on)
+    await broker.publish(requested())
+    await broker.publish(new_event("security.issue_found", {"issue": "x"}))
+    await eventually(lambda: seen == ["deployment.requested"])
+    await tap.cancel()
+    await tap.close()
+    got = sorted(m.routing_key for m in await drain(broker, q))
+    assert got == ["deployment.requested", "security.issue_found"]
+    await asyncio.sleep(0.1)
+    assert seen == ["deployment.requested"]

@@ -1,0 +1,69 @@
+"""Notifications (unit ``notify``): deployment and security events become
+notification.requested, which is sent with slack-notifications.send_notification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bus.context import HandlerContext
+from bus.router import Router
+from handlers.toolcalls import call_tool
+from schemas.envelope import Event
+from schemas.events import NotificationRequested
+
+router = Router("notify")
+
+DEPLOY_CHANNEL = "#deployments"
+SECURITY_CHANNEL = "#security-alerts"
+
+_STYLE: dict[str, tuple[str, str, str | None]] = {
+    # type -> (channel, notification_type, colour)
+    "deployment.started": (DEPLOY_CHANNEL, "info", None),
+    "deployment.completed": (DEPLOY_CHANNEL, "success", "good"),
+    "deployment.failed": (DEPLOY_CHANNEL, "error", "danger"),
+    "deployment.rolled_back": (DEPLOY_CHANNEL, "warning", "warning"),
+    "security.issue_found": (SECURITY_CHANNEL, "security_alert", "danger"),
+}
+
+
+def title_for(event: Event) -> str:
+    """A one-line human title for an event."""
+    d: dict[str, Any] = event.data
+    who = f"{d.get('app', '?')} {d.get('version', '')}".strip()
+    return {
+        "deployment.started": f"Deployment started: {who} to {d.get('environment')}",
+        "deployment.completed": f"Deployment completed: {who} in {d.get('environment')}",
+        "deployment.failed": f"Deployment failed: {who} ({d.get('stage')})",
+        "deployment.rolled_back": f"Deployment rolled back: {who}",
+        "security.issue_found": f"Security issue: {d.get('issue')}",
+    }.get(event.type, event.type)
+
+
+@router.subscribe(*_STYLE, name="notify.compose")
+async def compose(event: Event, ctx: HandlerContext) -> None:
+    """Turn a deployment or security event into a notification request."""
+    channel, kind, color = _STYLE[event.type]
+    await ctx.publish(
+        "notification.requested",
+        NotificationRequested(
+            channel=channel,
+            title=title_for(event)[:300],
+            notification_type=kind,  # type: ignore[arg-type]
+            details={k: v for k, v in event.data.items() if not isinstance(v, dict | list)},
+            color=color,  # type: ignore[arg-type]
+        ),
+    )
+
+
+@router.subscribe("notification.requested", name="notify.send")
+async def send(note: NotificationRequested, ctx: HandlerContext) -> None:
+    """Deliver a notification to Slack."""
+    args: dict[str, Any] = {
+        "channel": note.channel,
+        "notification_type": note.notification_type,
+        "title": note.title,
+        "details": {**note.details, **({"text": note.text} if note.text else {})},
+    }
+    if note.color:
+        args["color"] = note.color
+    await call_tool(ctx, "slack-notifications.send_notification", args)

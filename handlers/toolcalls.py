@@ -1,0 +1,37 @@
+"""Calling tools from handlers: tool errors become the bus's retry / reject signals.
+
+Transient tool failures (connection errors, timeouts, 5xx, an open circuit) are
+retried by the runtime with backoff; calls that can never succeed (bad arguments,
+permission denied, unknown tool) dead-letter the event. ``ToolFailed`` - the tool ran
+and said no - is left to the handler, which usually turns it into a domain event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from bus.context import HandlerContext
+from bus.errors import Reject, Retry
+from tools.errors import (
+    CircuitOpen,
+    ToolArgumentError,
+    ToolNotFound,
+    ToolPermissionDenied,
+    ToolTransientError,
+)
+
+
+async def call_tool(ctx: HandlerContext, name: str, args: dict[str, Any]) -> Any:
+    """``ctx.deps['toolbox'].call_tool`` with tool errors mapped to Retry / Reject."""
+    toolbox = ctx.deps["toolbox"]
+    try:
+        result: BaseModel = await toolbox.call_tool(name, args)
+    except CircuitOpen as exc:
+        raise Retry(f"{name}: circuit open", delay=max(1.0, exc.retry_after)) from exc
+    except ToolTransientError as exc:
+        raise Retry(f"{name}: {exc}") from exc
+    except (ToolArgumentError, ToolPermissionDenied, ToolNotFound) as exc:
+        raise Reject(f"{name}: {exc}") from exc
+    return result

@@ -1,0 +1,122 @@
+"""Composition root of worker processes: picks the concrete broker, Redis and
+middleware, runs a unit, serves health and metrics, drains on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
+
+from bus.inbox import Inbox
+from bus.middleware import (
+    IdempotencyMiddleware,
+    LoggingMiddleware,
+    MetricsMiddleware,
+    Middleware,
+    RetriesMiddleware,
+)
+from bus.rabbitmq import RabbitBroker
+from bus.retry import RetryPolicy
+from bus.runtime import Worker
+from workers import http
+from workers.settings import Settings
+from workers.units import Unit
+
+log = logging.getLogger("codebus.worker")
+
+
+class RedisUnavailable(ConnectionError):
+    """Redis cannot be reached; the message says where."""
+
+
+def safe_redis_url(url: str) -> str:
+    """The Redis URL without credentials."""
+    p = urlsplit(url)
+    return f"{p.scheme}://{p.hostname or ''}{':' + str(p.port) if p.port else ''}{p.path}"
+
+
+async def connect_redis(url: str) -> aioredis.Redis:
+    """A client that has answered PING; :class:`RedisUnavailable` otherwise."""
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=15)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        await client.aclose()
+        raise RedisUnavailable(f"cannot reach Redis at {safe_redis_url(url)}: {exc}") from exc
+    return client
+
+
+def make_broker(settings: Settings, connection_name: str = "codebus") -> RabbitBroker:
+    """The RabbitMQ broker configured by ``settings``."""
+    return RabbitBroker(
+        settings.amqp_url,
+        names=settings.names,
+        queue_type=settings.queue_type,
+        delivery_limit=settings.delivery_limit,
+        connection_name=connection_name,
+    )
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    """The retry policy configured by ``settings``."""
+    return RetryPolicy(
+        max_attempts=settings.max_attempts,
+        base_delay=settings.retry_base_delay,
+        max_delay=settings.retry_max_delay,
+    )
+
+
+def make_middleware(
+    settings: Settings, redis: aioredis.Redis, registry: CollectorRegistry
+) -> list[Middleware]:
+    """Logging, metrics, idempotency (Redis inbox), retries - in that order."""
+    inbox = Inbox(
+        redis, settings.names, lease=settings.inbox_lease, retention=settings.inbox_retention
+    )
+    return [
+        LoggingMiddleware(),
+        MetricsMiddleware(registry),
+        IdempotencyMiddleware(inbox),
+        RetriesMiddleware(retry_policy(settings)),
+    ]
+
+
+async def run_unit(unit: Unit, settings: Settings, deps: Mapping[str, Any] | None = None) -> None:
+    """Run ``unit`` against RabbitMQ and Redis until SIGTERM/SIGINT, then drain."""
+    registry = CollectorRegistry()
+    redis = await connect_redis(settings.redis_url)
+    broker = make_broker(settings, connection_name=f"codebus-{unit.name}")
+    try:
+        await broker.connect()
+        worker = Worker(
+            broker,
+            unit.subscriptions(),
+            middleware=make_middleware(settings, redis, registry),
+            concurrency=settings.concurrency,
+            deps={"redis": redis, "names": settings.names, **(deps or {})},
+            grace_period=settings.grace_period,
+            source=settings.source,
+        )
+        runner = None
+        if settings.http_port:
+            app = http.health_app(registry, {"broker": broker.ping, "redis": lambda: _ping(redis)})
+            runner = await http.serve(app, settings.http_host, settings.http_port)
+        log.info("unit %s started (concurrency %d)", unit.name, settings.concurrency)
+        try:
+            await worker.run_until_signalled()
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+        log.info("unit %s stopped cleanly", unit.name)
+    finally:
+        await broker.close()
+        await redis.aclose()
+
+
+async def _ping(redis: aioredis.Redis) -> None:
+    await redis.ping()

@@ -1,0 +1,63 @@
+"""The ``codebus`` command line: one root group, commands in their own modules.
+
+Errors people can act on (unreachable broker or Redis, bad configuration, an invalid
+event) print one line and exit 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from workers.cli_support import LazyObj
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="codebus")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """codebus: event-driven workers for infrastructure automation.
+
+    Configure with CODEBUS_* environment variables (CODEBUS_AMQP_URL,
+    CODEBUS_REDIS_URL, CODEBUS_CONCURRENCY, ...); see the README.
+    """
+    # The connection libraries log tracebacks for refused connections; commands report
+    # those as one line themselves (`codebus worker` reconfigures logging).
+    for noisy in ("aio_pika", "aiormq"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    if not isinstance(ctx.obj, LazyObj):
+        ctx.obj = LazyObj(ctx.obj or {})
+
+
+def _register() -> None:
+    from workers import cli_bus, cli_dlq
+
+    for command in (*cli_bus.COMMANDS, cli_dlq.dlq):
+        cli.add_command(command)
+    try:
+        from workers.cli_tools import breaker_group, tools_group
+
+        cli.add_command(tools_group, "tools")
+        cli.add_command(breaker_group, "breaker")
+    except ImportError:  # pragma: no cover - the tool layer is optional at import time
+        pass
+    try:
+        from workers.cli_gateway import gateway_command, webhooks_group
+
+        cli.add_command(gateway_command, "gateway")
+        cli.add_command(webhooks_group, "webhooks")
+    except ImportError:  # pragma: no cover
+        pass
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(prog_name="codebus")
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,274 @@
+"""Commands that move events: worker, publish, tail, topology, units, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import datetime
+
+import click
+
+from bus.abc import Delivery
+from bus.router import describe
+from schemas.envelope import Event, new_event
+from schemas.events import EVENT_TYPES, validate_payload
+from workers.cli_support import CliError, dump, friendly, run_async, settings_of
+from workers.units import UNITS, get_unit
+
+
+@click.command()
+@click.argument("unit")
+@click.option("--concurrency", type=click.IntRange(1, 10_000), help="Prefetch per subscription.")
+@click.pass_context
+@friendly
+def worker(ctx: click.Context, unit: str, concurrency: int | None) -> None:
+    """Run the subscriptions of worker UNIT until SIGTERM, then drain.
+
+    Units: deploy, security, notify, audit, webhooks (see `codebus units`).
+    """
+    from workers.app import connect_redis, run_unit
+    from workers.logs import configure
+    from workers.toolbox import (
+        build_toolbox,
+        fake_servers,
+        guard_config,
+        load_tools_file,
+        real_servers,
+    )
+
+    settings = settings_of(ctx)
+    if concurrency:
+        settings = settings.model_copy(update={"concurrency": concurrency})
+    the_unit = get_unit(unit)
+    configure(settings.log_level, settings.log_format)
+
+    async def main() -> None:
+        tools_file = load_tools_file(settings.tools_config)
+        servers = fake_servers() if settings.fake_tools else real_servers(tools_file)
+        redis = await connect_redis(settings.redis_url)
+        toolbox = build_toolbox(
+            servers, redis, settings.names, guard_config(tools_file), f"worker/{unit}"
+        )
+        deps: dict[str, object] = {"toolbox": toolbox.as_role(unit)}
+        if unit == "webhooks":
+            from workers.cli_gateway import webhook_deps
+
+            deps.update(await webhook_deps(settings, redis))
+        try:
+            await run_unit(the_unit, settings, deps)
+        finally:
+            await toolbox.close()
+            await redis.aclose()
+
+    run_async(main())
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def units(as_json: bool) -> None:
+    """List worker units and their subscriptions."""
+    data = {
+        name: {
+            "description": u.description,
+            "subscriptions": [describe(s) for s in u.subscriptions()],
+        }
+        for name, u in UNITS.items()
+    }
+    if as_json:
+        click.echo(dump(data))
+        return
+    for name, info in data.items():
+        click.echo(f"{name}: {info['description']}")
+        for s in info["subscriptions"]:
+            click.echo(f"  {s['name']:<22} {', '.join(s['patterns'])}")
+
+
+@click.command()
+@click.argument("event_type")
+@click.option("--data", "data_json", required=True, help="The payload, a JSON object.")
+@click.option("--subject", help="CloudEvents subject.")
+@click.option("--source", help="CloudEvents source (default: CODEBUS_SOURCE).")
+@click.option("--correlation-id", help="Workflow id to join (default: the new event's id).")
+@click.option("--id", "event_id", help="Event id (default: a new UUID).")
+@click.pass_context
+@friendly
+def publish(
+    ctx: click.Context,
+    event_type: str,
+    data_json: str,
+    subject: str | None,
+    source: str | None,
+    correlation_id: str | None,
+    event_id: str | None,
+) -> None:
+    """Validate and publish one event of EVENT_TYPE; prints its id once confirmed."""
+    try:
+        data = json.loads(data_json)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--data is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise CliError("--data must be a JSON object")
+    validate_payload(event_type, data)  # SchemaError names the field
+    settings = settings_of(ctx)
+    event = new_event(
+        event_type,
+        data,
+        source=source or settings.source,
+        subject=subject,
+        correlationid=correlation_id,
+        id=event_id,
+    )
+
+    async def main() -> None:
+        from workers.app import make_broker
+
+        broker = make_broker(settings, connection_name="codebus-cli")
+        await broker.connect()
+        try:
+            await broker.publish(event)
+        finally:
+            await broker.close()
+
+    run_async(main())
+    click.echo(event.id)
+
+
+def format_event(event: Event) -> str:
+    """One readable line per event for `codebus tail`."""
+    when = event.time.astimezone().strftime("%H:%M:%S.%f")[:-3]
+    data = json.dumps(event.data, separators=(",", ":"), default=str)
+    if len(data) > 160:
+        data = data[:157] + "..."
+    corr = (event.correlationid or "")[:8]
+    return f"{when} {event.type:<26} {event.id[:8]} corr={corr} {data}"
+
+
+@click.command()
+@click.argument("patterns", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print each event as JSON.")
+@click.option("--count", type=click.IntRange(1), help="Exit after this many events.")
+@click.pass_context
+@friendly
+def tail(ctx: click.Context, patterns: tuple[str, ...], as_json: bool, count: int | None) -> None:
+    """Print events as they are published (PATTERNS default to '#').
+
+    Uses a private auto-delete queue: it never takes events from workers.
+    """
+    settings = settings_of(ctx)
+    from bus.matching import validate_pattern
+
+    try:
+        pats = [validate_pattern(p) for p in (patterns or ("#",))]
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+    async def main() -> None:
+        from workers.app import make_broker
+
+        broker = make_broker(settings, connection_name="codebus-tail")
+        await broker.connect()
+        done = asyncio.Event()
+        seen = 0
+
+        async def show(d: Delivery) -> None:
+            nonlocal seen
+            try:
+                ev = Event.from_json(d.message.body)
+                line = ev.model_dump_json() if as_json else format_event(ev)
+            except Exception as exc:
+                line = f"(undecodable message {d.message.message_id}: {exc})"
+            click.echo(line)
+            sys.stdout.flush()
+            await d.ack()
+            seen += 1
+            if count and seen >= count:
+                done.set()
+
+        tap = await broker.tap(pats, show)
+        click.echo(
+            f"tailing {', '.join(pats)} on {settings.names.events_exchange} (Ctrl-C to stop)",
+            err=True,
+        )
+        try:
+            await done.wait()
+        finally:
+            await tap.cancel()
+            await broker.close()
+
+    try:
+        run_async(main())
+    except KeyboardInterrupt:
+        pass
+
+
+@click.command()
+@click.option("--declare", is_flag=True, help="Declare every unit's queues now.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@friendly
+def topology(ctx: click.Context, declare: bool, as_json: bool) -> None:
+    """Show (and optionally declare) exchanges, queues and bindings."""
+    from schemas.names import MAX_DELAY_TIER, MIN_DELAY_TIER
+    from workers.app import make_broker
+
+    settings = settings_of(ctx)
+    n = settings.names
+    broker = make_broker(settings, connection_name="codebus-topology")
+    subs = [s for u in UNITS.values() for s in u.subscriptions()]
+    data = {
+        "exchanges": {
+            n.events_exchange: "topic (routing key = event type)",
+            n.retry_exchange: "direct (routing key = queue name)",
+            n.delay_exchange: "headers (by delay tier)",
+            n.dead_exchange: "fanout -> dead-letter queue",
+        },
+        "queues": {
+            n.subscription_queue(s.name): {
+                "unit": s.unit,
+                "bindings": list(s.patterns),
+                "arguments": broker.subscription_queue_args(),
+            }
+            for s in subs
+        },
+        "delay_queues": [n.delay_queue(t) for t in range(MIN_DELAY_TIER, MAX_DELAY_TIER + 1)],
+        "dead_letter_queue": n.dead_letter_queue,
+        "event_types": sorted(EVENT_TYPES),
+    }
+    if declare:
+
+        async def main() -> None:
+            await broker.connect()
+            try:
+                for s in subs:
+                    await broker.declare_queue(n.subscription_queue(s.name), s.patterns)
+            finally:
+                await broker.close()
+
+        run_async(main())
+    if as_json:
+        click.echo(dump(data))
+        return
+    click.echo("exchanges:")
+    for name, kind in data["exchanges"].items():
+        click.echo(f"  {name:<28} {kind}")
+    click.echo("subscription queues:")
+    for q, info in data["queues"].items():
+        click.echo(f"  {q:<34} [{info['unit']}] <- {', '.join(info['bindings'])}")
+    click.echo(f"delay queues: {n.delay_queue(MIN_DELAY_TIER)} .. {n.delay_queue(MAX_DELAY_TIER)}")
+    click.echo(f"dead-letter queue: {n.dead_letter_queue}")
+    if declare:
+        click.echo(f"declared at {datetime.now().isoformat(timespec='seconds')}")
+
+
+@click.command()
+def demo() -> None:
+    """Run the whole system in one process on embedded defaults and show a deployment
+    flowing end to end (in-memory broker, fakeredis, fake tool servers)."""
+    from workers.demo import run_demo
+
+    code = asyncio.run(run_demo(sys.stdout))
+    sys.exit(code)
+
+
+COMMANDS = (worker, units, publish, tail, topology, demo)

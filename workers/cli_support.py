@@ -1,0 +1,109 @@
+"""Shared plumbing of the CLI commands: settings, async running, one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from bus.errors import BusError
+from schemas.errors import SchemaError
+from workers.settings import ConfigError, Settings, load_settings
+
+T = TypeVar("T")
+
+
+class CliError(click.ClickException):
+    """An error the operator can act on: printed as one line, exit status 2."""
+
+    exit_code = 2
+
+
+_LAZY = ("settings", "amqp_url", "redis_url", "names", "toolbox_factory", "config_path")
+
+
+class LazyObj(dict[str, Any]):
+    """The click context object. Settings are read from the environment on first use,
+    so ``--help`` works even when the environment is wrong. Keys other command groups
+    read: settings, amqp_url, redis_url, names, toolbox_factory, config_path."""
+
+    def __missing__(self, key: str) -> Any:
+        if key == "settings":
+            value: Any = load_settings()
+        elif key in ("amqp_url", "redis_url"):
+            value = getattr(self["settings"], key)
+        elif key == "names":
+            value = self["settings"].names
+        elif key == "config_path":
+            value = self["settings"].gateway_config
+        elif key == "toolbox_factory":
+            value = functools.partial(operator_toolbox, self["settings"])
+        else:
+            raise KeyError(key)
+        self[key] = value
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in _LAZY or super().__contains__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[key] if key in self else default  # noqa: SIM401 - self.get would recurse
+
+
+async def operator_toolbox(settings: Settings) -> Any:
+    """The toolbox an operator's CLI sees: the configured servers (fakes with
+    CODEBUS_FAKE_TOOLS=true), with the guard chain off (nothing is called)."""
+    from tools.config import ToolboxConfig
+    from tools.toolbox import Toolbox
+    from workers.toolbox import fake_servers, load_tools_file, real_servers
+
+    servers = (
+        fake_servers()
+        if settings.fake_tools
+        else real_servers(load_tools_file(settings.tools_config))
+    )
+    off = ToolboxConfig.model_validate(
+        {"defaults": {"cache": False, "breaker": False, "permission": False}}
+    )
+    return Toolbox(servers, config=off, names=settings.names)
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """Validated settings of this invocation."""
+    obj = ctx.find_root().obj
+    assert isinstance(obj, dict)
+    return obj["settings"]
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro``; connection, configuration and validation errors become CliError."""
+    from workers.app import RedisUnavailable
+
+    try:
+        return asyncio.run(coro)
+    except (BusError, RedisUnavailable, ConfigError, SchemaError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def friendly(func: Callable[..., T]) -> Callable[..., T]:
+    """Decorator for commands: ConfigError and unknown names become CliError."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return func(*args, **kwargs)
+        except (ConfigError, SchemaError) as exc:
+            raise CliError(str(exc)) from None
+        except KeyError as exc:
+            raise CliError(str(exc.args[0]) if exc.args else "not found") from None
+
+    return wrapper
+
+
+def dump(obj: Any) -> str:
+    """Indented JSON for terminal output."""
+    return json.dumps(obj, indent=2, default=str)

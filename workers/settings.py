@@ -1,0 +1,82 @@
+"""Process settings from the environment (``CODEBUS_*``), validated at start-up.
+
+A bad value stops the process with one line naming the variable, e.g.
+``CODEBUS_CONCURRENCY: Input should be greater than or equal to 1``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.names import Names
+
+
+class ConfigError(ValueError):
+    """Configuration is invalid; the message names each offending variable."""
+
+
+class Settings(BaseSettings):
+    """Everything a codebus process reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CODEBUS_", extra="ignore", frozen=True)
+
+    amqp_url: str = Field("amqp://guest:guest@localhost:5672/", description="RabbitMQ URL")
+    redis_url: str = Field("redis://localhost:6379/0", description="Redis URL")
+    prefix: str = Field(
+        "codebus",
+        pattern=r"^[a-z][a-z0-9_-]{0,40}$",
+        description="prefix of every exchange, queue and Redis key",
+    )
+    queue_type: Literal["quorum", "classic"] = "quorum"
+    delivery_limit: int = Field(20, ge=1, le=1000)
+    concurrency: int = Field(16, ge=1, le=10_000, description="prefetch per subscription")
+    grace_period: float = Field(30.0, ge=0, le=3600)
+    max_attempts: int = Field(5, ge=1, le=100)
+    retry_base_delay: float = Field(1.0, ge=0, le=3600)
+    retry_max_delay: float = Field(300.0, ge=0, le=4000)
+    inbox_lease: float = Field(30.0, gt=0, le=3600)
+    inbox_retention: float = Field(7 * 24 * 3600.0, gt=0)
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(9464, ge=0, le=65535, description="health + metrics; 0 = off")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    source: str = Field("codebus", min_length=1, description="CloudEvents source of events")
+    tools_config: Path | None = Field(None, description="YAML file configuring tool servers")
+    fake_tools: bool = Field(False, description="use in-memory fakes of every tool server")
+    gateway_config: Path | None = Field(None, description="YAML/JSON gateway configuration")
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_scheme(cls, v: str) -> str:
+        if not v.startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, v: str) -> str:
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v
+
+    @property
+    def names(self) -> Names:
+        """Topology and key names under this installation's prefix."""
+        return Names(prefix=self.prefix)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus ``overrides``); raise :class:`ConfigError` naming the
+    ``CODEBUS_*`` variables that are wrong."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err.get("loc", ()))
+            lines.append(f"CODEBUS_{field.upper()}: {err.get('msg')}")
+        raise ConfigError("invalid configuration: " + "; ".join(lines)) from None
