@@ -43,14 +43,25 @@ class HandlerContext:
         self.subscription = subscription
         self.attempt = attempt
         self.deps = deps
-        self.logger = logging.LoggerAdapter(
-            logger, {"event_id": event.id, "event_type": event.type, "subscription": subscription}
-        )
+        self._base_logger = logger
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
         self.published: list[Event] = []
         self.effects: list[Effect] = []
         self._broker = broker
         self._source = source
         self._seq: dict[str, int] = {}
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose records carry the event id, type and subscription."""
+        if self._logger is None:
+            extra = {
+                "event_id": self.event.id,
+                "event_type": self.event.type,
+                "subscription": self.subscription,
+            }
+            self._logger = logging.LoggerAdapter(self._base_logger, extra)
+        return self._logger
 
     async def publish(
         self, type: str, data: BaseModel | dict[str, Any], *, subject: str | None = None

@@ -10,6 +10,8 @@ handler (fail closed).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,29 +21,54 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
 from bus.errors import InboxUnavailable
+from bus.redis_batch import BatchScript, ScriptBatcher
 from schemas.names import Names
+
+log = logging.getLogger("codebus.bus.inbox")
 
 DONE = b"done"
 
-# KEYS[1] inbox key; ARGV[1] value to set; ARGV[2] lease ms.
 # Returns {1} claimed, {2} already done, {3, pttl} held by another delivery.
-_CLAIM = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
-local v = redis.call('GET', KEYS[1])
-if v == 'done' then return {2} end
-if not v then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return {1}
+_CLAIM = BatchScript(
+    """
+local function op(key, a)
+  if redis.call('SET', key, a[1], 'NX', 'PX', a[2]) then return {1} end
+  local v = redis.call('GET', key)
+  if v == 'done' then return {2} end
+  if not v then
+    redis.call('SET', key, a[1], 'PX', a[2])
+    return {1}
+  end
+  return {3, redis.call('PTTL', key)}
 end
-return {3, redis.call('PTTL', KEYS[1])}
-"""
-# KEYS[1]; ARGV[1] expected owner value; ARGV[2] new value or '' to delete; ARGV[3] px
-_SWAP = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
-return 1
-"""
+""",
+    nargs=2,
+)
+# a[1] our claim value; a[2] retention ms. 1 completed, 2 already done, 0 owned by another.
+_COMPLETE = BatchScript(
+    """
+local function op(key, a)
+  local v = redis.call('GET', key)
+  if v == 'done' then return 2 end
+  if v and v ~= a[1] then return 0 end
+  redis.call('SET', key, 'done', 'PX', a[2])
+  return 1
+end
+""",
+    nargs=2,
+)
+# a[1] expected owner value; a[2] new value or '' to delete; a[3] px. 1 if swapped.
+_SWAP = BatchScript(
+    """
+local function op(key, a)
+  if redis.call('GET', key) ~= a[1] then return 0 end
+  if a[2] == '' then redis.call('DEL', key) else
+    redis.call('SET', key, a[2], 'PX', a[3]) end
+  return 1
+end
+""",
+    nargs=3,
+)
 
 
 @dataclass(frozen=True)
@@ -87,63 +114,102 @@ class Inbox:
         self.names = names
         self.lease_ms = max(1, int(lease * 1000))
         self.retention_ms = max(1, int(retention * 1000))
-        self._claim = redis.register_script(_CLAIM)
-        self._swap = redis.register_script(_SWAP)
+        self._batch = ScriptBatcher(redis)
+        self._active: dict[str, Claimed] = {}
+        self._keeper: asyncio.Task[None] | None = None
 
     async def claim(self, subscription: str, event_id: str) -> ClaimResult:
         """Try to take the event for this delivery."""
         key = self.names.inbox_key(subscription, event_id)
         value = "run:" + secrets.token_hex(8)
         try:
-            res = await self._claim(keys=[key], args=[value, self.lease_ms])
-        except RedisError as exc:
+            res = await self._batch.call(_CLAIM, key, value, self.lease_ms)
+        except (RedisError, OSError) as exc:
             raise InboxUnavailable(f"inbox claim failed: {exc}", event_id=event_id) from exc
         code = int(res[0])
         if code == 1:
-            return Claimed(key, value)
+            claim = Claimed(key, value)
+            self._hold(claim)
+            return claim
         if code == 2:
             return AlreadyDone()
         pttl = int(res[1]) if len(res) > 1 else self.lease_ms
         return Busy(max(pttl, 50) / 1000)
 
+    # -- leases ---------------------------------------------------------------------
+    def _hold(self, claim: Claimed) -> None:
+        """Keep ``claim``'s lease alive until it completes or is released. One keeper
+        task per inbox extends every held claim a few times per lease period."""
+        self._active[claim.key] = claim
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.get_running_loop().create_task(self._keep_leases())
+
+    async def _keep_leases(self) -> None:
+        interval = self.lease_ms / 3000
+        while self._active:
+            await asyncio.sleep(interval)
+            held = list(self._active.values())
+            kept = await asyncio.gather(*(self.extend(c) for c in held))
+            for claim, ok in zip(held, kept, strict=True):
+                if not ok and self._active.get(claim.key) is claim:
+                    log.warning("lost the inbox lease on %s", claim.key)
+                    del self._active[claim.key]
+
+    def _drop(self, claim: Claimed) -> None:
+        if self._active.get(claim.key) is claim:
+            del self._active[claim.key]
+
     async def extend(self, claim: Claimed) -> bool:
         """Push the lease forward; False if the claim is no longer ours."""
         try:
-            return bool(
-                await self._swap(keys=[claim.key], args=[claim.value, claim.value, self.lease_ms])
-            )
-        except RedisError:
+            res = await self._batch.call(_SWAP, claim.key, claim.value, claim.value, self.lease_ms)
+        except (RedisError, OSError):
             return False
+        return bool(res)
 
     async def release(self, claim: Claimed) -> None:
         """Give the claim up after a failed attempt (best effort: the lease expires anyway)."""
+        self._drop(claim)
         try:
-            await self._swap(keys=[claim.key], args=[claim.value, "", 0])
-        except RedisError:
+            await self._batch.call(_SWAP, claim.key, claim.value, "", 0)
+        except (RedisError, OSError):
             pass
 
-    async def complete(self, claim: Claimed, effects: Sequence[Effect] = ()) -> None:
-        """Mark the event done, applying ``effects`` to the same MULTI/EXEC transaction.
-        Raises :class:`LeaseLost` if the claim is no longer ours, or InboxUnavailable."""
+    async def complete(self, claim: Claimed, effects: Sequence[Effect] = ()) -> bool:
+        """Mark the event done, applying ``effects`` in the same MULTI/EXEC transaction.
+
+        Completes when the claim is still ours, or when its lease merely expired and
+        nobody else took it. Returns False if the event was already done (effects are
+        then not applied again). Raises :class:`LeaseLost` when another delivery now
+        holds the claim (it will complete the event), or InboxUnavailable."""
+        self._drop(claim)  # stop lease extensions: they would abort the transaction
         try:
             if not effects:
-                ok = await self._swap(keys=[claim.key], args=[claim.value, DONE, self.retention_ms])
-                if not ok:
+                res = await self._batch.call(_COMPLETE, claim.key, claim.value, self.retention_ms)
+                if int(res) == 2:
+                    return False
+                if int(res) == 0:
                     raise LeaseLost(claim.key)
-                return
-            async with self.redis.pipeline(transaction=True) as pipe:
-                await pipe.watch(claim.key)
-                current = await pipe.get(claim.key)
-                if current is None or current.decode() != claim.value:
-                    raise LeaseLost(claim.key)
-                pipe.multi()
-                pipe.set(claim.key, DONE, px=self.retention_ms)
-                for effect in effects:
-                    effect(pipe)
-                await pipe.execute()
-        except WatchError as exc:
-            raise LeaseLost(claim.key) from exc
-        except RedisError as exc:
+                return True
+            for _ in range(50):
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(claim.key)
+                    current = await pipe.get(claim.key)
+                    if current == DONE:
+                        return False
+                    if current is not None and current.decode() != claim.value:
+                        raise LeaseLost(claim.key)
+                    pipe.multi()
+                    pipe.set(claim.key, DONE, px=self.retention_ms)
+                    for effect in effects:
+                        effect(pipe)
+                    try:
+                        await pipe.execute()
+                    except WatchError:
+                        continue  # the key changed under us (e.g. a late extension): re-check
+                    return True
+            raise InboxUnavailable(f"could not complete {claim.key}: too much contention")
+        except (RedisError, OSError) as exc:
             raise InboxUnavailable(f"inbox completion failed: {exc}") from exc
 
     async def is_done(self, subscription: str, event_id: str) -> bool:

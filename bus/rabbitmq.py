@@ -345,6 +345,22 @@ class RabbitBroker:
         q = await ch.declare_queue(queue, passive=True)
         return int(q.declaration_result.message_count or 0)
 
+    async def delete_topology(self, queues: Sequence[str] = ()) -> None:
+        """Delete ``queues``, every subscription queue this broker declared, the delay and
+        dead-letter queues and the exchanges (tests, benchmarks, uninstall). Messages in
+        them are lost: never run this against a live installation by mistake."""
+        conn = self._require(self._conn)
+        ch = await conn.channel(publisher_confirms=False)
+        n = self.names
+        fixed = [n.dead_letter_queue] + [
+            n.delay_queue(t) for t in range(MIN_DELAY_TIER, MAX_DELAY_TIER + 1)
+        ]
+        for q in dict.fromkeys([*queues, *self._queue_args, *fixed]):
+            await ch.queue_delete(q)
+        for ex in (n.events_exchange, n.retry_exchange, n.delay_exchange, n.dead_exchange):
+            await ch.exchange_delete(ex)
+        await ch.close()
+
     def _require(self, thing: Any) -> Any:
         if thing is None:
             raise BrokerUnavailable(f"not connected to RabbitMQ at {safe_url(self.url)}")

@@ -28,6 +28,7 @@ from schemas.events import (
     SecurityScanRequested,
 )
 from schemas.names import Names
+from tools.adapters.kubernetes_rollout import RolloutTimeout
 from tools.errors import ToolFailed
 
 router = Router("deploy")
@@ -105,8 +106,9 @@ async def on_scanned(scan: SecurityScanCompleted, ctx: HandlerContext) -> None:
             ctx,
             "kubernetes.kubectl_rollout_status",
             {"name": app, "namespace": namespace, "timeout": ctx.deps.get("rollout_timeout", 300)},
+            passthrough=(RolloutTimeout,),
         )
-    except ToolFailed as exc:
+    except (ToolFailed, RolloutTimeout) as exc:
         await _rollback(ctx, app, version, env, namespace, str(exc))
         return
     if not status.ready:

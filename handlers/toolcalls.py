@@ -23,11 +23,20 @@ from tools.errors import (
 )
 
 
-async def call_tool(ctx: HandlerContext, name: str, args: dict[str, Any]) -> Any:
-    """``ctx.deps['toolbox'].call_tool`` with tool errors mapped to Retry / Reject."""
+async def call_tool(
+    ctx: HandlerContext,
+    name: str,
+    args: dict[str, Any],
+    *,
+    passthrough: tuple[type[Exception], ...] = (),
+) -> Any:
+    """``ctx.deps['toolbox'].call_tool`` with tool errors mapped to Retry / Reject;
+    exceptions in ``passthrough`` reach the caller unchanged."""
     toolbox = ctx.deps["toolbox"]
     try:
         result: BaseModel = await toolbox.call_tool(name, args)
+    except passthrough:
+        raise
     except CircuitOpen as exc:
         raise Retry(f"{name}: circuit open", delay=max(1.0, exc.retry_after)) from exc
     except ToolTransientError as exc:

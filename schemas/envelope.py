@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.errors import SchemaError
 
@@ -35,35 +35,23 @@ class Event(BaseModel):
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(min_length=1, max_length=200)
     source: str = Field(min_length=1, max_length=500)
-    type: str = Field(min_length=3, max_length=200)
-    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    type: str = Field(
+        min_length=3,
+        max_length=200,
+        pattern=_TYPE_RE.pattern,
+        description="dotted lower-case words such as 'deployment.requested'",
+    )
+    time: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     subject: str | None = Field(default=None, max_length=500)
     datacontenttype: Literal["application/json"] = "application/json"
     data: dict[str, Any] = Field(default_factory=dict)
     correlationid: str | None = Field(default=None, max_length=200)
     causationid: str | None = Field(default=None, max_length=200)
-    traceparent: str | None = None
-
-    @field_validator("type")
-    @classmethod
-    def _dotted_type(cls, value: str) -> str:
-        if not _TYPE_RE.match(value):
-            raise ValueError("must be dotted lower-case words such as 'deployment.requested'")
-        return value
-
-    @field_validator("traceparent")
-    @classmethod
-    def _w3c_traceparent(cls, value: str | None) -> str | None:
-        if value is not None and not _TRACEPARENT_RE.match(value):
-            raise ValueError("must be a W3C traceparent such as '00-<32 hex>-<16 hex>-01'")
-        return value
-
-    @field_validator("time")
-    @classmethod
-    def _aware_time(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("must carry a timezone offset (RFC 3339)")
-        return value
+    traceparent: str | None = Field(
+        default=None,
+        pattern=_TRACEPARENT_RE.pattern,
+        description="W3C traceparent such as '00-<32 hex>-<16 hex>-01'",
+    )
 
     def to_json(self) -> bytes:
         """Serialise in CloudEvents structured JSON mode, omitting unset extensions."""

@@ -110,12 +110,25 @@ def fake_servers() -> list[ToolServer]:
     ]
 
 
+#: Per-tool guard overrides that the tools' own semantics call for (a file may change them).
+TOOL_OVERRIDES: dict[str, dict[str, Any]] = {
+    # Waits up to its own ``timeout`` argument; a timeout means "roll back", not "retry".
+    "kubernetes.kubectl_rollout_status": {"retry": False, "timeout": None, "cache": False},
+    "docker.docker_build": {"timeout": 900},
+    "security-scanner.docker_security_scan": {"timeout": 600},
+    # Running a command twice is not harmless.
+    "desktop-commander.execute_command": {"retry": False},
+    "desktop-commander.make_command": {"retry": False},
+}
+
+
 def guard_config(cfg: ToolsFile) -> ToolboxConfig:
     """The guard policy with the unit roles filled in (a file may extend them)."""
     guards = dict(cfg.guards)
     roles = {**UNIT_ROLES, **guards.pop("roles", {})}
+    tools = {**TOOL_OVERRIDES, **guards.pop("tools", {})}
     try:
-        return ToolboxConfig.model_validate({**guards, "roles": roles})
+        return ToolboxConfig.model_validate({**guards, "roles": roles, "tools": tools})
     except ValidationError as exc:
         raise ConfigError(f"invalid guards section: {exc.errors()[0]['msg']}") from None
 

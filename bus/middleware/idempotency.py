@@ -8,7 +8,6 @@ at shutdown it is requeued. Nothing is acked unprocessed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from bus.errors import InboxUnavailable
@@ -52,25 +51,11 @@ class IdempotencyMiddleware(Middleware):
         if isinstance(result, Busy):
             return Defer(result.retry_after + 0.05, "another delivery holds the claim")
         assert isinstance(result, Claimed)
-        p.state["claim"] = result
-        p.state["lease_task"] = asyncio.create_task(self._keep_lease(result))
+        p.state["claim"] = result  # the inbox keeps its lease alive until completion
         return None
-
-    async def _keep_lease(self, claim: Claimed) -> None:
-        interval = self.inbox.lease_ms / 3000
-        while True:
-            await asyncio.sleep(interval)
-            if not await self.inbox.extend(claim):
-                log.warning("lost the inbox lease on %s", claim.key)
-                return
 
     async def after_process(self, p: Processing, outcome: Outcome) -> Outcome:
         claim = p.state.pop("claim", None)
-        task = p.state.pop("lease_task", None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         if claim is None:
             return outcome
         if isinstance(outcome, Done):

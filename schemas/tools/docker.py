@@ -51,7 +51,7 @@ def _check_image_ref(value: str) -> str:
 def _check_container(value: str) -> str:
     if len(value) > 255 or not CONTAINER_NAME_RE.match(value):
         raise ValueError("not a valid container name or id ([a-zA-Z0-9][a-zA-Z0-9_.-]+)")
-    return value
+    return value.lstrip("/")  # the engine lists names as "/web"; the API wants "web"
 
 
 def _check_labels(value: dict[str, str]) -> dict[str, str]:

@@ -53,7 +53,12 @@ class Vulnerability(_Model):
 class DockerSecurityScanArgs(_Model):
     """Scan a local Docker image for known-vulnerable packages."""
 
-    image: str = Field(min_length=1, max_length=500, pattern=r"^[^\s]+$")
+    image: str = Field(
+        min_length=1,
+        max_length=500,
+        pattern=r"^[^\s-]\S*$",
+        description="image reference or id, e.g. myapp:1.2.3 (no spaces, no leading '-')",
+    )
     severity: SeverityArg = Field(default="low", description="lowest severity to report")
 
 

@@ -9,7 +9,7 @@ default channel (or posts through an incoming webhook, which has a fixed channel
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -106,7 +106,7 @@ class SlackPostResult(BaseModel):
     ok: bool = True
     channel: str | None = None
     ts: str | None = None
-    via: str = Field(description="'web_api' or 'webhook'")
+    via: Literal["web_api", "webhook", "fake"] = Field(description="How it was delivered.")
 
 
 class SendNotificationResult(SlackPostResult):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import aio_pika
 import pytest
 import redis.asyncio as aioredis
 
@@ -15,29 +14,18 @@ from bus.memory import MemoryBroker
 from bus.middleware import IdempotencyMiddleware, RetriesMiddleware
 from bus.rabbitmq import RabbitBroker
 from bus.retry import RetryPolicy
-from schemas.names import MAX_DELAY_TIER, MIN_DELAY_TIER, Names
+from schemas.names import Names
 from tests.conftest import AMQP_URL, require_service
 
 
 async def delete_rabbit_topology(url: str, names: Names, queues: list[str]) -> None:
     """Remove everything a test declared so quorum queues do not pile up."""
-    conn = await aio_pika.connect(url)
+    broker = RabbitBroker(url, names=names)
+    await broker.connect()
     try:
-        ch = await conn.channel()
-        fixed = [names.dead_letter_queue] + [
-            names.delay_queue(t) for t in range(MIN_DELAY_TIER, MAX_DELAY_TIER + 1)
-        ]
-        for q in [*queues, *fixed]:
-            await ch.queue_delete(q)
-        for ex in (
-            names.events_exchange,
-            names.retry_exchange,
-            names.delay_exchange,
-            names.dead_exchange,
-        ):
-            await ch.exchange_delete(ex)
+        await broker.delete_topology(queues)
     finally:
-        await conn.close()
+        await broker.close()
 
 
 @pytest.fixture(params=["memory", "rabbitmq"])

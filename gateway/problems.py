@@ -1,0 +1,60 @@
+"""Error responses of the gateway: one JSON shape for every 4xx/5xx.
+
+Handlers raise :class:`GatewayError`; the middleware in ``gateway.app`` renders it as
+``{"error": <code>, "detail": <message>, "fields": [...]}`` with its status and headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aiohttp import web
+
+#: Seconds a client should wait before retrying after a 503.
+RETRY_AFTER_SECONDS = 5
+
+
+class GatewayError(Exception):
+    """An HTTP error answer: ``status``, a short ``code`` (also the metrics reason),
+    a human ``detail`` and the ``fields`` it concerns."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        fields: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.fields = tuple(fields)
+        self.headers = dict(headers or {})
+
+    def response(self) -> web.Response:
+        """The JSON response for this error."""
+        body: dict[str, object] = {"error": self.code, "detail": self.detail}
+        if self.fields:
+            body["fields"] = list(self.fields)
+        return web.json_response(body, status=self.status, headers=self.headers)
+
+
+def unavailable(detail: str) -> GatewayError:
+    """A 503 telling the sender to retry later (the event was NOT accepted)."""
+    return GatewayError(
+        503, "unavailable", detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
+def malformed(detail: str, fields: Sequence[str] = ()) -> GatewayError:
+    """A 400 naming the offending fields."""
+    return GatewayError(400, "malformed", detail, fields=fields)
+
+
+def unauthorized(code: str, detail: str, *, scheme: str | None = None) -> GatewayError:
+    """A 401; ``scheme`` adds a ``WWW-Authenticate`` challenge."""
+    headers = {"WWW-Authenticate": scheme} if scheme else None
+    return GatewayError(401, code, detail, headers=headers)
