@@ -132,9 +132,7 @@ async def run_codebus(
     return stop
 
 
-async def run_raw(
-    setup: Setup, recorder: Recorder, prefetch: int
-) -> Callable[[], Awaitable[None]]:
+async def run_raw(setup: Setup, recorder: Recorder, prefetch: int) -> Callable[[], Awaitable[None]]:
     conn = await aio_pika.connect_robust(AMQP_URL)
     ch = await conn.channel()
     await ch.set_qos(prefetch_count=prefetch)
@@ -208,8 +206,9 @@ async def main() -> None:
         for kind in RUNNERS:
             p50, p99 = await latency(kind, args.latency_messages, args.rate, args.prefetch)
             lat[kind].append((p50, p99))
-            print(f"round {r + 1} {kind:<13} latency p50 {p50:6.2f} ms  p99 {p99:6.2f} ms",
-                  flush=True)
+            print(
+                f"round {r + 1} {kind:<13} latency p50 {p50:6.2f} ms  p99 {p99:6.2f} ms", flush=True
+            )
     raw, cb = "raw aio-pika", "codebus"
     t_raw, t_cb = statistics.median(tput[raw]), statistics.median(tput[cb])
     p50_raw = statistics.median(x[0] for x in lat[raw])
@@ -217,13 +216,17 @@ async def main() -> None:
     p50_cb = statistics.median(x[0] for x in lat[cb])
     p99_cb = statistics.median(x[1] for x in lat[cb])
     print()
-    print(f"messages={args.messages} rounds={args.rounds} prefetch={args.prefetch} "
-          f"queue=quorum, persistent, publisher confirms; latency at {args.rate:.0f} msg/s")
+    print(
+        f"messages={args.messages} rounds={args.rounds} prefetch={args.prefetch} "
+        f"queue=quorum, persistent, publisher confirms; latency at {args.rate:.0f} msg/s"
+    )
     print(f"{'':<14}{'msg/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"{raw:<14}{t_raw:>10.0f}{p50_raw:>10.2f}{p99_raw:>10.2f}")
     print(f"{cb:<14}{t_cb:>10.0f}{p50_cb:>10.2f}{p99_cb:>10.2f}")
-    print(f"ratio codebus/raw: throughput {t_cb / t_raw:.2f}x, p50 {p50_cb / p50_raw:.2f}x, "
-          f"p99 {p99_cb / p99_raw:.2f}x")
+    print(
+        f"ratio codebus/raw: throughput {t_cb / t_raw:.2f}x, p50 {p50_cb / p50_raw:.2f}x, "
+        f"p99 {p99_cb / p99_raw:.2f}x"
+    )
 
 
 if __name__ == "__main__":

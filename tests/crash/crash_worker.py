@@ -54,8 +54,14 @@ async def main(amqp_url: str, redis_url: str, prefix: str) -> None:
         IdempotencyMiddleware(inbox, max_backoff=0.5),
         RetriesMiddleware(RetryPolicy(max_attempts=10, base_delay=0.1, max_delay=1.0)),
     ]
-    worker = Worker(broker, router.subscriptions, middleware=middleware, concurrency=32,
-                    deps={"redis": redis, "names": names}, grace_period=5)
+    worker = Worker(
+        broker,
+        router.subscriptions,
+        middleware=middleware,
+        concurrency=32,
+        deps={"redis": redis, "names": names},
+        grace_period=5,
+    )
     print("ready", flush=True)
     await worker.run_until_signalled()
     await broker.close()

@@ -29,7 +29,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 def start_worker(amqp_url: str, redis_url: str, prefix: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.crash.crash_worker", amqp_url, redis_url, prefix],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None
@@ -53,6 +56,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(
     proc = start_worker(amqp_url, redis_url, names.prefix)
     kills = 0
     try:
+
         async def publish_all() -> None:
             for i in range(0, EVENTS, 250):
                 await asyncio.gather(*(broker.publish(e) for e in events[i : i + 250]))
@@ -86,9 +90,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(
     reexecuted = sum(v - 1 for v in runs.values() if v > 1)
     dead = await broker.depth(names.dead_letter_queue)
     missing = sorted(expected - counts.keys())[:5]
-    inbox_state = {
-        m: await redis_client.get(names.inbox_key("crash.ledger", m)) for m in missing
-    }
+    inbox_state = {m: await redis_client.get(names.inbox_key("crash.ledger", m)) for m in missing}
     in_queue = 0
     while (d := await broker.get(queue)) is not None:
         in_queue += 1

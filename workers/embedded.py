@@ -1,0 +1,105 @@
+"""The whole system in one process: in-memory broker, fakeredis, fake tool servers and
+the real handlers, middleware, inbox and guard chain. Used by ``codebus demo`` and by
+the handler-flow tests."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import fakeredis
+from prometheus_client import CollectorRegistry
+
+from bus.abc import Delivery
+from bus.memory import MemoryBroker
+from bus.runtime import Worker
+from schemas.envelope import Event
+from schemas.names import Names
+from tools.spec import ToolServer
+from tools.toolbox import Toolbox
+from workers.app import make_middleware
+from workers.settings import Settings
+from workers.toolbox import build_toolbox, fake_servers, guard_config, load_tools_file
+from workers.units import UNITS
+
+S = TypeVar("S", bound=ToolServer)
+
+DEFAULT_UNITS = ("deploy", "security", "notify", "audit")
+
+
+class EmbeddedSystem:
+    """Start with ``async with EmbeddedSystem() as system``; ``system.events`` lists every
+    event published, in order."""
+
+    def __init__(
+        self,
+        units: Sequence[str] = DEFAULT_UNITS,
+        *,
+        settings: Settings | None = None,
+        on_event: Callable[[Event], Awaitable[None] | None] | None = None,
+        rollout_timeout: float = 5.0,
+    ) -> None:
+        self.settings = settings or Settings(retry_base_delay=0.05, max_attempts=3, http_port=0)
+        self.names = Names(prefix=self.settings.prefix)
+        self.broker = MemoryBroker(self.names)
+        self.redis = fakeredis.FakeAsyncRedis()
+        self.servers: list[ToolServer] = fake_servers()
+        self.toolbox: Toolbox = build_toolbox(
+            self.servers, self.redis, self.names, guard_config(load_tools_file(None)), "embedded"
+        )
+        self.units = tuple(units)
+        self.events: list[Event] = []
+        self.workers: list[Worker] = []
+        self._on_event = on_event
+        self._rollout_timeout = rollout_timeout
+        self._tap: Any = None
+
+    def server(self, kind: type[S]) -> S:
+        """The fake tool server of this type (to configure or inspect it)."""
+        return next(s for s in self.servers if isinstance(s, kind))
+
+    async def _record(self, d: Delivery) -> None:
+        event = Event.from_json(d.message.body)
+        self.events.append(event)
+        if self._on_event is not None:
+            maybe = self._on_event(event)
+            if maybe is not None:
+                await maybe
+        await d.ack()
+
+    async def __aenter__(self) -> EmbeddedSystem:
+        await self.broker.connect()
+        await self.toolbox.start()
+        self._tap = await self.broker.tap(["#"], self._record)
+        for name in self.units:
+            worker = Worker(
+                self.broker,
+                UNITS[name].subscriptions(),
+                middleware=make_middleware(self.settings, self.redis, CollectorRegistry()),
+                deps={
+                    "redis": self.redis,
+                    "names": self.names,
+                    "toolbox": self.toolbox.as_role(name),
+                    "rollout_timeout": self._rollout_timeout,
+                },
+                source=f"codebus/{name}",
+            )
+            await worker.start()
+            self.workers.append(worker)
+        return self
+
+    async def settle(self, timeout: float = 30.0) -> None:
+        """Wait until no message is ready, in flight or delayed."""
+        await self.broker.join(timeout)
+
+    async def __aexit__(self, *exc: object) -> None:
+        for worker in self.workers:
+            await worker.stop()
+        if self._tap is not None:
+            await self._tap.cancel()
+        await self.toolbox.close()
+        await self.redis.aclose()
+
+    def of_type(self, type_: str) -> list[Event]:
+        """Published events of one type."""
+        return [e for e in self.events if e.type == type_]
