@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -45,7 +45,7 @@ class Delivery(Protocol):
         """Give the message back (``requeue``) or drop it to the queue's dead-letter exchange."""
 
 
-OnDelivery = Callable[[Delivery], Awaitable[None]]
+OnDelivery = Callable[[Delivery], Coroutine[Any, Any, None]]
 
 
 @runtime_checkable

@@ -71,6 +71,10 @@ end
 )
 
 
+def _text(value: bytes | str) -> str:
+    return value if isinstance(value, str) else value.decode()
+
+
 @dataclass(frozen=True)
 class Claimed:
     """This delivery owns the event until it completes or releases."""
@@ -197,7 +201,7 @@ class Inbox:
                     current = await pipe.get(claim.key)
                     if current == DONE:
                         return False
-                    if current is not None and current.decode() != claim.value:
+                    if current is not None and _text(current) != claim.value:
                         raise LeaseLost(claim.key)
                     pipe.multi()
                     pipe.set(claim.key, DONE, px=self.retention_ms)

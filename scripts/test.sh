@@ -19,6 +19,7 @@ eval "$(bash scripts/services.sh env)"
 echo "== lint"
 python3 -m ruff check .
 python3 -m ruff format --check .
+python3 -m mypy
 
 echo "== tests"
 # CI=true makes a missing live service a failure instead of a skip.

@@ -92,7 +92,7 @@ class ToolServer:
         for attr in dir(type(self)):
             func = getattr(type(self), attr, None)
             mark = getattr(func, _MARK, None)
-            if mark is None:
+            if mark is None or func is None:
                 continue
             hints = typing.get_type_hints(func)
             params = [p for p in inspect.signature(func).parameters if p != "self"]

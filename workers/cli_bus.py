@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from datetime import datetime
+from typing import Any
 
 import click
 
@@ -14,6 +15,7 @@ from bus.router import describe
 from schemas.envelope import Event, new_event
 from schemas.events import EVENT_TYPES, validate_payload
 from workers.cli_support import CliError, dump, friendly, run_async, settings_of
+from workers.settings import ConfigError
 from workers.units import UNITS, get_unit
 
 
@@ -52,9 +54,13 @@ def worker(ctx: click.Context, unit: str, concurrency: int | None) -> None:
         )
         deps: dict[str, object] = {"toolbox": toolbox.as_role(unit)}
         if unit == "webhooks":
-            from workers.cli_gateway import webhook_deps
+            from gateway.config import load_config
+            from handlers.webhooks import webhook_deps
 
-            deps.update(await webhook_deps(settings, redis))
+            if settings.gateway_config is None:
+                raise ConfigError("the webhooks unit needs CODEBUS_GATEWAY_CONFIG (subscriptions)")
+            config = load_config(settings.gateway_config)
+            deps.update(webhook_deps(config, redis, settings.names))
         try:
             await run_unit(the_unit, settings, deps)
         finally:
@@ -68,7 +74,7 @@ def worker(ctx: click.Context, unit: str, concurrency: int | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def units(as_json: bool) -> None:
     """List worker units and their subscriptions."""
-    data = {
+    data: dict[str, dict[str, Any]] = {
         name: {
             "description": u.description,
             "subscriptions": [describe(s) for s in u.subscriptions()],
@@ -216,7 +222,7 @@ def topology(ctx: click.Context, declare: bool, as_json: bool) -> None:
     n = settings.names
     broker = make_broker(settings, connection_name="codebus-topology")
     subs = [s for u in UNITS.values() for s in u.subscriptions()]
-    data = {
+    data: dict[str, Any] = {
         "exchanges": {
             n.events_exchange: "topic (routing key = event type)",
             n.retry_exchange: "direct (routing key = queue name)",
