@@ -49,9 +49,11 @@ rabbit_env() {
 }
 
 rabbit_ping() { (rabbit_env; /usr/lib/rabbitmq/bin/rabbitmq-diagnostics -q -n "$NODE" ping >/dev/null 2>&1); }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 start_rabbitmq() {
-    if rabbit_ping; then return; fi
+    # A broker already listening (e.g. started from another checkout) is used as is.
+    if port_open "$AMQP_PORT"; then return; fi
     mkdir -p "$DIR/rabbitmq/mnesia" "$DIR/rabbitmq/log"
     cat >"$DIR/rabbitmq/rabbitmq.conf" <<EOF
 listeners.tcp.default = 127.0.0.1:$AMQP_PORT
@@ -66,7 +68,9 @@ EOF
     (rabbit_env; cd "$DIR/rabbitmq"; setsid nohup /usr/lib/rabbitmq/bin/rabbitmq-server \
         >"$DIR/rabbitmq/stdout.log" 2>&1 &)
     for _ in $(seq 1 120); do
-        if rabbit_ping; then log "rabbitmq up on 127.0.0.1:$AMQP_PORT"; return; fi
+        if rabbit_ping && port_open "$AMQP_PORT"; then
+            log "rabbitmq up on 127.0.0.1:$AMQP_PORT"; return
+        fi
         sleep 1
     done
     log "rabbitmq did not start; see $DIR/rabbitmq"; tail -30 "$DIR/rabbitmq/stdout.log" >&2
