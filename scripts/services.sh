@@ -15,6 +15,9 @@ AMQP_PORT="${CODEBUS_TEST_AMQP_PORT:-5682}"
 DIST_PORT="${CODEBUS_TEST_AMQP_DIST_PORT:-25682}"
 REDIS_PORT="${CODEBUS_TEST_REDIS_PORT:-6390}"
 NODE="codebus-test@localhost"
+# The Erlang cookie lives outside the checkout so that rabbitmqctl from any checkout on
+# this machine can talk to the node, whichever checkout started it.
+RABBIT_HOME="${CODEBUS_RABBITMQ_HOME:-${XDG_STATE_HOME:-${HOME:-/root}/.local/state}/codebus-rabbitmq}"
 DOCKER_SOCK="/var/run/docker.sock"
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -35,7 +38,7 @@ install() {
 }
 
 rabbit_env() {
-    export HOME="$DIR/rabbitmq"
+    export HOME="$RABBIT_HOME"
     export RABBITMQ_NODENAME="$NODE"
     export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
     export RABBITMQ_NODE_PORT="$AMQP_PORT"
@@ -54,7 +57,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 start_rabbitmq() {
     # A broker already listening (e.g. started from another checkout) is used as is.
     if port_open "$AMQP_PORT"; then return; fi
-    mkdir -p "$DIR/rabbitmq/mnesia" "$DIR/rabbitmq/log"
+    mkdir -p "$DIR/rabbitmq/mnesia" "$DIR/rabbitmq/log" "$RABBIT_HOME"
     cat >"$DIR/rabbitmq/rabbitmq.conf" <<EOF
 listeners.tcp.default = 127.0.0.1:$AMQP_PORT
 loopback_users = none

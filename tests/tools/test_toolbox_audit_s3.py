@@ -4,35 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from aiobotocore.session import get_session
-from moto.server import ThreadedMotoServer
 
+from tests.helpers import moto_server
 from tests.tools.toolbox_helpers import fast_config, make_toolbox
 from tools.guards.audit_sinks import S3BatchSink
 
 BUCKET = "audit-logs"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
     """A moto server (all AWS APIs in one process) on a free loopback port."""
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture

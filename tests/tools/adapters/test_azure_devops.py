@@ -6,8 +6,6 @@ adapter and :class:`FakeAzureDevOpsServer`, so the fake cannot drift.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -21,6 +19,7 @@ from schemas.tools.azure_devops import (
     ManageWorkItemsArgs,
     RunPipelineArgs,
 )
+from tests.helpers import silent_server
 from tests.tools.adapters.ado_server import AdoStub, start_ado_stub
 from tools.adapters.azure_devops import AzureDevOpsConfig, AzureDevOpsServer
 from tools.adapters.azure_devops_fake import FakeAzureDevOpsServer
@@ -417,27 +416,8 @@ async def test_same_behaviour_on_real_and_fake(
     assert len(projects.projects) == 2 and projects.continuation_token
 
 
-@contextlib.asynccontextmanager
-async def _silent_server() -> AsyncIterator[str]:
-    """A TCP server that accepts connections and never answers: a hung endpoint."""
-    writers: list[asyncio.StreamWriter] = []
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        await reader.read()
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        for writer in writers:
-            writer.close()
-        server.close()
-        await server.wait_closed()
-
-
 async def test_hung_service_is_a_timeout() -> None:
-    async with _silent_server() as endpoint:
+    async with silent_server() as endpoint:
         server = AzureDevOpsServer(
             AzureDevOpsConfig(
                 organization_url=f"{endpoint}/org",

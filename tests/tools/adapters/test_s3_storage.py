@@ -6,10 +6,7 @@ The behavioural cases run twice: against the real adapter on moto and against
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,7 +14,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from schemas.tools.s3_storage import (
@@ -26,6 +22,7 @@ from schemas.tools.s3_storage import (
     S3ListObjectsArgs,
     S3UploadFileArgs,
 )
+from tests.helpers import free_port, moto_server, silent_server
 from tools.adapters.s3_storage import S3Config, S3StorageServer
 from tools.adapters.s3_storage_fake import FakeS3StorageServer
 from tools.errors import ToolArgumentError, ToolFailed, ToolTimeout, ToolTransientError
@@ -35,22 +32,11 @@ KEY_ID = "AKIDTESTING"
 SECRET = "moto-secret-not-real"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
     """A moto S3 server in a thread, for this module's tests."""
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_server() as url:
+        yield url
 
 
 def _moto_bucket(endpoint: str) -> str:
@@ -280,7 +266,7 @@ async def test_missing_local_file_names_file_path(
 
 
 async def test_unreachable_endpoint_is_transient(tmp_path: Path) -> None:
-    server = S3StorageServer(_config(f"http://127.0.0.1:{_free_port()}", connect_timeout=1.0))
+    server = S3StorageServer(_config(f"http://127.0.0.1:{free_port()}", connect_timeout=1.0))
     try:
         with pytest.raises(ToolTransientError):
             await _call(server, "s3_list_objects", S3ListObjectsArgs(bucket="some-bucket"))
@@ -320,27 +306,8 @@ def test_config_keeps_secrets_out_of_repr() -> None:
     assert SECRET not in config.model_dump_json()
 
 
-@contextlib.asynccontextmanager
-async def _silent_server() -> AsyncIterator[str]:
-    """A TCP server that accepts connections and never answers: a hung endpoint."""
-    writers: list[asyncio.StreamWriter] = []
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        await reader.read()
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        for writer in writers:
-            writer.close()
-        server.close()
-        await server.wait_closed()
-
-
 async def test_hung_endpoint_is_a_timeout() -> None:
-    async with _silent_server() as endpoint:
+    async with silent_server() as endpoint:
         server = S3StorageServer(_config(endpoint, read_timeout=0.5))
         try:
             with pytest.raises(ToolTimeout):

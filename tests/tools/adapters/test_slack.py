@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,6 +9,7 @@ import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from schemas.tools.slack import PostMessageArgs, SendNotificationArgs
+from tests.helpers import silent_server
 from tests.tools.adapters.slack_server import WEBHOOK_PATH, SlackStub, start_slack_stub
 from tools.adapters.slack import (
     SlackApiError,
@@ -307,27 +306,8 @@ async def test_fake_refuses_unknown_channels_and_injects_failures() -> None:
     assert posted.ts and [m.text for m in fake.messages] == ["ok"]
 
 
-@contextlib.asynccontextmanager
-async def _silent_server() -> AsyncIterator[str]:
-    """A TCP server that accepts connections and never answers: a hung endpoint."""
-    writers: list[asyncio.StreamWriter] = []
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        await reader.read()
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    finally:
-        for writer in writers:
-            writer.close()
-        server.close()
-        await server.wait_closed()
-
-
 async def test_hung_slack_is_a_timeout() -> None:
-    async with _silent_server() as endpoint:
+    async with silent_server() as endpoint:
         server = _server(endpoint, timeout=0.5)
         with pytest.raises(ToolTimeout):
             await _call(server, "post_message", PostMessageArgs(channel="#deployments", text="x"))
