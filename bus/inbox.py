@@ -21,17 +21,19 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
 from bus.errors import InboxUnavailable
-from bus.redis_batch import BatchScript, ScriptBatcher
+from bus.redis_batch import LuaOp, ScriptBatcher
 from schemas.names import Names
 
 log = logging.getLogger("codebus.bus.inbox")
 
 DONE = b"done"
 
-# Returns {1} claimed, {2} already done, {3, pttl} held by another delivery.
-_CLAIM = BatchScript(
-    """
-local function op(key, a)
+# Operations on one inbox key, run in batches by ScriptBatcher.
+_OPS = {
+    # a[1] value to set, a[2] lease ms -> {1} claimed, {2} already done, {3, pttl} busy
+    "claim": LuaOp(
+        """
+function(key, a)
   if redis.call('SET', key, a[1], 'NX', 'PX', a[2]) then return {1} end
   local v = redis.call('GET', key)
   if v == 'done' then return {2} end
@@ -42,12 +44,24 @@ local function op(key, a)
   return {3, redis.call('PTTL', key)}
 end
 """,
-    nargs=2,
-)
-# a[1] our claim value; a[2] retention ms. 1 completed, 2 already done, 0 owned by another.
-_COMPLETE = BatchScript(
-    """
-local function op(key, a)
+        2,
+    ),
+    # a[1] expected owner value, a[2] new value or '' to delete, a[3] px -> 1 if swapped
+    "swap": LuaOp(
+        """
+function(key, a)
+  if redis.call('GET', key) ~= a[1] then return 0 end
+  if a[2] == '' then redis.call('DEL', key) else
+    redis.call('SET', key, a[2], 'PX', a[3]) end
+  return 1
+end
+""",
+        3,
+    ),
+    # a[1] our claim value, a[2] retention ms -> 1 done now, 2 already done, 0 other owner
+    "complete": LuaOp(
+        """
+function(key, a)
   local v = redis.call('GET', key)
   if v == 'done' then return 2 end
   if v and v ~= a[1] then return 0 end
@@ -55,20 +69,9 @@ local function op(key, a)
   return 1
 end
 """,
-    nargs=2,
-)
-# a[1] expected owner value; a[2] new value or '' to delete; a[3] px. 1 if swapped.
-_SWAP = BatchScript(
-    """
-local function op(key, a)
-  if redis.call('GET', key) ~= a[1] then return 0 end
-  if a[2] == '' then redis.call('DEL', key) else
-    redis.call('SET', key, a[2], 'PX', a[3]) end
-  return 1
-end
-""",
-    nargs=3,
-)
+        2,
+    ),
+}
 
 
 def _text(value: bytes | str) -> str:
@@ -118,7 +121,7 @@ class Inbox:
         self.names = names
         self.lease_ms = max(1, int(lease * 1000))
         self.retention_ms = max(1, int(retention * 1000))
-        self._batch = ScriptBatcher(redis)
+        self._batch = ScriptBatcher(redis, _OPS)
         self._active: dict[str, Claimed] = {}
         self._keeper: asyncio.Task[None] | None = None
 
@@ -127,7 +130,7 @@ class Inbox:
         key = self.names.inbox_key(subscription, event_id)
         value = "run:" + secrets.token_hex(8)
         try:
-            res = await self._batch.call(_CLAIM, key, value, self.lease_ms)
+            res = await self._batch.call("claim", key, value, self.lease_ms)
         except (RedisError, OSError) as exc:
             raise InboxUnavailable(f"inbox claim failed: {exc}", event_id=event_id) from exc
         code = int(res[0])
@@ -166,7 +169,7 @@ class Inbox:
     async def extend(self, claim: Claimed) -> bool:
         """Push the lease forward; False if the claim is no longer ours."""
         try:
-            res = await self._batch.call(_SWAP, claim.key, claim.value, claim.value, self.lease_ms)
+            res = await self._batch.call("swap", claim.key, claim.value, claim.value, self.lease_ms)
         except (RedisError, OSError):
             return False
         return bool(res)
@@ -175,7 +178,7 @@ class Inbox:
         """Give the claim up after a failed attempt (best effort: the lease expires anyway)."""
         self._drop(claim)
         try:
-            await self._batch.call(_SWAP, claim.key, claim.value, "", 0)
+            await self._batch.call("swap", claim.key, claim.value, "", 0)
         except (RedisError, OSError):
             pass
 
@@ -189,7 +192,7 @@ class Inbox:
         self._drop(claim)  # stop lease extensions: they would abort the transaction
         try:
             if not effects:
-                res = await self._batch.call(_COMPLETE, claim.key, claim.value, self.retention_ms)
+                res = await self._batch.call("complete", claim.key, claim.value, self.retention_ms)
                 if int(res) == 2:
                     return False
                 if int(res) == 0:

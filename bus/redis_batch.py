@@ -1,118 +1,110 @@
-"""Coalescing of Redis script calls.
+"""Coalescing of small Redis Lua operations into one round trip.
 
-Calls of the same script made in one event-loop turn are run by ONE ``EVALSHA`` of a
-vectorised form of the script (a Lua loop over KEYS). With dozens of deliveries in
-flight, the inbox's claims and done-marks then cost one round trip and one command
-per turn instead of one per message. Each operation stays atomic (the whole batch
-is). Every key of a batch must live on one node: standalone or Sentinel Redis.
+Operations are Lua functions ``function(key, a)`` on one key with a fixed number of
+arguments. Every operation queued while a batch is in flight goes out together in the
+next batch as ONE ``EVALSHA`` of a script that dispatches on an op code per key (like
+Nagle's algorithm: an idle batcher sends at the end of the current loop turn, so a lone
+call is not delayed; under load, batches grow by themselves). The inbox's claims,
+lease extensions and done-marks of dozens of deliveries then cost one command per
+round trip instead of one per message. The batch runs atomically; every key of a batch
+must live on one node (standalone or Sentinel Redis, not Cluster).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
-_LOOP = """
-local per = tonumber(ARGV[1])
+_DISPATCH = """
 local out = {}
+local width = tonumber(ARGV[1])
 for i = 1, #KEYS do
+  local base = 1 + (i - 1) * (width + 1)
   local a = {}
-  for j = 1, per do a[j] = ARGV[1 + (i - 1) * per + j] end
-  out[i] = op(KEYS[i], a)
+  for j = 1, width do a[j] = ARGV[base + 1 + j] end
+  out[i] = OPS[tonumber(ARGV[base + 1])](KEYS[i], a)
 end
 return out
 """
 
 
 @dataclass(frozen=True)
-class BatchScript:
-    """A Lua operation ``local function op(key, argv) ... end`` on one key, with a fixed
-    number of arguments. Redis runs it for every key of a batch in one call."""
+class LuaOp:
+    """``function(key, a) ... end`` taking ``nargs`` arguments in ``a``."""
 
-    body: str
+    function: str
     nargs: int
-    source: str = field(init=False)
-    sha: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        src = self.body + _LOOP
-        object.__setattr__(self, "source", src)
-        object.__setattr__(self, "sha", hashlib.sha1(src.encode()).hexdigest())
-
-
-_Call = tuple[str, tuple[Any, ...], "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
-    """``await batcher.call(script, key, *args)``, batched per script.
+    """``await batcher.call(op_name, key, *args)``, batched across callers."""
 
-    At most ``max_in_flight`` batches of a script are in flight; calls made meanwhile
-    wait and go out together in the next one (like Nagle's algorithm). An idle batcher
-    sends at the end of the current loop turn, so a lone call is not delayed; under
-    load, batches grow by themselves."""
-
-    def __init__(self, redis: aioredis.Redis, max_batch: int = 512, max_in_flight: int = 1):
+    def __init__(
+        self, redis: aioredis.Redis, ops: Mapping[str, LuaOp], *, max_batch: int = 512
+    ) -> None:
         self.redis = redis
         self.max_batch = max_batch
-        self.max_in_flight = max_in_flight
-        self._queue: dict[BatchScript, list[_Call]] = defaultdict(list)
-        self._in_flight: dict[BatchScript, int] = defaultdict(int)
+        self._codes = {name: i + 1 for i, name in enumerate(ops)}
+        self._nargs = {name: op.nargs for name, op in ops.items()}
+        self._width = max(op.nargs for op in ops.values())
+        table = ",\n".join(op.function.strip() for op in ops.values())
+        self.source = f"local OPS = {{\n{table}\n}}\n{_DISPATCH}"
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+        self._queue: list[tuple[str, list[Any], asyncio.Future[Any]]] = []
+        self._busy = False
         self._scheduled = False
 
-    async def call(self, script: BatchScript, key: str, *args: Any) -> Any:
-        """Run ``script`` on ``key``; raises what Redis raises for the batch."""
-        if len(args) != script.nargs:
-            raise TypeError(f"script takes {script.nargs} arguments, got {len(args)}")
+    async def call(self, op: str, key: str, *args: Any) -> Any:
+        """Run operation ``op`` on ``key``; raises what Redis raises for the batch."""
+        if len(args) != self._nargs[op]:
+            raise TypeError(f"{op} takes {self._nargs[op]} arguments, got {len(args)}")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._queue[script].append((key, args, fut))
-        if not self._scheduled:
+        padded = [self._codes[op], *args, *([""] * (self._width - len(args)))]
+        self._queue.append((key, padded, fut))
+        if not self._busy and not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
         return await fut
 
     def _flush(self) -> None:
         self._scheduled = False
-        loop = asyncio.get_running_loop()
-        for script in list(self._queue):
-            while self._queue[script] and self._in_flight[script] < self.max_in_flight:
-                calls = self._queue[script][: self.max_batch]
-                del self._queue[script][: self.max_batch]
-                self._in_flight[script] += 1
-                loop.create_task(self._send(script, calls))
-            if not self._queue[script]:
-                del self._queue[script]
+        if self._busy or not self._queue:
+            return
+        batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        self._busy = True
+        asyncio.get_running_loop().create_task(self._send(batch))
 
-    async def _send(self, script: BatchScript, calls: list[_Call]) -> None:
+    async def _send(self, batch: list[tuple[str, list[Any], asyncio.Future[Any]]]) -> None:
         try:
-            await self._execute(script, calls)
+            await self._execute(batch)
         finally:
-            self._in_flight[script] -= 1
-            if self._queue.get(script):
+            self._busy = False
+            if self._queue:
                 self._flush()
 
-    async def _execute(self, script: BatchScript, calls: list[_Call]) -> None:
-        keys = [key for key, _, _ in calls]
-        argv: list[Any] = [script.nargs]
-        for _, args, _ in calls:
+    async def _execute(self, batch: list[tuple[str, list[Any], asyncio.Future[Any]]]) -> None:
+        keys = [key for key, _, _ in batch]
+        argv: list[Any] = [self._width]
+        for _, args, _ in batch:
             argv.extend(args)
         try:
             try:
-                results = await self.redis.evalsha(script.sha, len(keys), *keys, *argv)
+                results = await self.redis.evalsha(self.sha, len(keys), *keys, *argv)
             except NoScriptError:
-                await self.redis.script_load(script.source)
-                results = await self.redis.evalsha(script.sha, len(keys), *keys, *argv)
+                await self.redis.script_load(self.source)
+                results = await self.redis.evalsha(self.sha, len(keys), *keys, *argv)
         except Exception as exc:  # every caller of the batch gets the error
-            for _, _, fut in calls:
+            for _, _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
             return
-        for (_, _, fut), res in zip(calls, results, strict=True):
+        for (_, _, fut), res in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(res)

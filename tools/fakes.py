@@ -4,7 +4,7 @@ It has the same ``call_tool`` / ``as_role`` interface. Given the real specs (or 
 it validates arguments and responses with the real models, so a test cannot drift from
 the contract::
 
-    fake = FakeToolbox(DockerServer().tools() + ScannerServer().tools())
+    fake = FakeToolbox(DockerServer().tools() + SecurityScannerServer().tools())
     fake.set_response("security-scanner.docker_security_scan", {"total_vulnerabilities": 2})
     fake.fail("docker.docker_build", times=1)          # first build: ToolTransientError
     await run_deployment(fake, "myapp", "1.0.0")

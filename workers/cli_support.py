@@ -47,6 +47,10 @@ class LazyObj(dict[str, Any]):
         self[key] = value
         return value
 
+    def __bool__(self) -> bool:
+        # Always truthy: command groups write ``ctx.find_root().obj or {}``.
+        return True
+
     def __contains__(self, key: object) -> bool:
         return key in _LAZY or super().__contains__(key)
 

@@ -113,7 +113,13 @@ def fake_servers() -> list[ToolServer]:
 #: Per-tool guard overrides that the tools' own semantics call for (a file may change them).
 TOOL_OVERRIDES: dict[str, dict[str, Any]] = {
     # Waits up to its own ``timeout`` argument; a timeout means "roll back", not "retry".
-    "kubernetes.kubectl_rollout_status": {"retry": False, "timeout": None, "cache": False},
+    # A slow rollout says nothing about the API server's health: no breaker either.
+    "kubernetes.kubectl_rollout_status": {
+        "retry": False,
+        "timeout": None,
+        "cache": False,
+        "breaker": False,
+    },
     "docker.docker_build": {"timeout": 900},
     "security-scanner.docker_security_scan": {"timeout": 600},
     # Running a command twice is not harmless.

@@ -29,7 +29,7 @@ import stat
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.tools.desktop_commander import (
     CheckFileExistsArgs,
@@ -54,6 +54,8 @@ _CHUNK = 64 * 1024
 
 class DesktopCommanderConfig(BaseModel):
     """Allowlist, roots and limits of the runner."""
+
+    model_config = ConfigDict(extra="forbid")
 
     allowed_executables: list[str] = Field(
         default_factory=list, description="command names (looked up on search_path) or paths"

@@ -25,7 +25,7 @@ from typing import IO, Any
 import aiodocker
 import aiohttp
 from aiodocker.exceptions import DockerError, DockerStreamError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.tools.docker import (
     ContainerSummary,
@@ -64,6 +64,8 @@ _CONNECT_STATUS = 900
 
 class DockerConfig(BaseModel):
     """Where the engine is and how long to wait for it."""
+
+    model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(default=None, description="None: DOCKER_HOST or the unix socket")
     api_timeout: float = Field(default=60.0, gt=0, description="seconds per short API call")

@@ -1,0 +1,109 @@
+"""The ``codebus`` CLI as a shell user runs it: settings from the environment only."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from schemas.envelope import Event
+from workers.cli import cli
+from workers.units import UNITS
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``codebus ARGS`` in a fresh interpreter, as from a shell."""
+    return subprocess.run(
+        [sys.executable, "-c", "from workers.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+def test_tools_list_from_a_shell_lists_every_server():
+    out = run("tools", "list", "--json", env={"CODEBUS_FAKE_TOOLS": "true"})
+    assert out.returncode == 0, out.stderr
+    names = {t["name"] for t in json.loads(out.stdout)}
+    for expected in (
+        "docker.docker_build",
+        "kubernetes.kubectl_apply",
+        "security-scanner.docker_security_scan",
+        "s3-storage.s3_upload_file",
+        "slack-notifications.send_notification",
+        "prometheus-monitoring.prometheus_query",
+        "azure-devops.create_work_item",
+        "desktop-commander.execute_command",
+    ):
+        assert expected in names
+
+
+def test_bad_configuration_is_one_line_naming_the_variable():
+    out = run("dlq", "list", env={"CODEBUS_CONCURRENCY": "0"})
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "Error: invalid configuration: CODEBUS_CONCURRENCY: Input should be greater than or "
+        "equal to 1"
+    ]
+
+
+def test_unreachable_broker_is_one_line_not_a_traceback():
+    out = run("dlq", "list", env={"CODEBUS_AMQP_URL": "amqp://u:secret@127.0.0.1:1/"})
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.startswith("Error: cannot reach RabbitMQ at amqp://127.0.0.1:1/")
+    assert "secret" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["publish", "deployment.requested", "--data", '{"app":"web"}'], "data.version"),
+        (["publish", "deployment.requested", "--data", "{bad"], "--data is not valid JSON"),
+        (["publish", "no.such", "--data", "{}"], "unknown event type 'no.such'"),
+        (["worker", "nope"], "unknown worker unit 'nope'"),
+        (["tail", "a..b"], "empty word"),
+    ],
+)
+def test_bad_input_names_the_problem(args, message):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_publish_topology_and_dlq_against_rabbitmq(amqp_url, names):
+    env = {"CODEBUS_AMQP_URL": amqp_url, "CODEBUS_PREFIX": names.prefix}
+    assert run("topology", "--declare", env=env).returncode == 0
+    out = run(
+        "publish",
+        "deployment.requested",
+        "--data",
+        '{"app":"web","version":"1"}',
+        "--subject",
+        "web",
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    event_id = out.stdout.strip()
+    listed = run("dlq", "list", "--json", env=env)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    assert Event(id=event_id, source="x", type="a.b").id == event_id
+
+    from tests.bus.conftest import delete_rabbit_topology
+
+    queues = [names.subscription_queue(s.name) for u in UNITS.values() for s in u.subscriptions()]
+    asyncio.run(delete_rabbit_topology(amqp_url, names, queues))
+
+
+def test_demo_runs_both_flows():
+    out = run("demo")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "web 1.4.2  -> deployment.completed" in out.stdout
+    assert "shop 2.0.0 -> deployment.failed" in out.stdout
+    assert "demo OK" in out.stdout
