@@ -4,6 +4,7 @@ RabbitMQ node (FastStream-style), so the stub cannot drift from the real thing."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -14,6 +15,7 @@ from bus.memory import MemoryBroker
 from bus.middleware import IdempotencyMiddleware, RetriesMiddleware
 from bus.rabbitmq import RabbitBroker
 from bus.retry import RetryPolicy
+from bus.runtime import Worker
 from schemas.names import Names
 from tests.conftest import AMQP_URL, require_service
 
@@ -94,3 +96,13 @@ async def eventually(cond: Callable[[], bool], timeout: float = 10.0, what: str 
         if asyncio.get_running_loop().time() > deadline:
             pytest.fail(f"timed out waiting for {what or cond}")
         await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[Worker]:
+    """Start ``worker`` for the block and stop it (draining) afterwards."""
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()

@@ -16,7 +16,7 @@ from bus.runtime import Worker
 from schemas.envelope import Event, new_event
 from schemas.events import DeploymentRequested, SecurityIssueFound
 from schemas.names import HEADER_ATTEMPT
-from tests.bus.conftest import eventually
+from tests.bus.conftest import eventually, running
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -136,15 +136,13 @@ async def test_worker_handles_and_acks(broker, names, middleware_for):
     async def handle(payload: DeploymentRequested, ctx) -> None:
         seen.append(payload)
 
-    w = Worker(broker, router.subscriptions, middleware=middleware_for(), concurrency=4)
-    await w.start()
-    try:
+    async with running(
+        Worker(broker, router.subscriptions, middleware=middleware_for(), concurrency=4)
+    ) as w:
         for i in range(10):
             await broker.publish(requested(version=f"1.{i}"))
         await eventually(lambda: len(seen) == 10, what="10 handled")
         await eventually(lambda: w.in_flight() == 0)
-    finally:
-        await w.stop()
     assert sorted(p.version for p in seen) == sorted(f"1.{i}" for i in range(10))
     assert await ready_count(broker, names.subscription_queue("ok")) == 0
 
@@ -159,14 +157,10 @@ async def test_retry_with_backoff_then_success(broker, names, middleware_for):
         if ctx.attempt < 3:
             raise ConnectionError("tool down")
 
-    w = Worker(broker, router.subscriptions, middleware=middleware_for())
-    await w.start()
-    try:
+    async with running(Worker(broker, router.subscriptions, middleware=middleware_for())):
         await broker.publish(requested())
         await eventually(lambda: len(attempts) == 3, what="3 attempts")
         await asyncio.sleep(0.3)
-    finally:
-        await w.stop()
     assert [a for a, _ in attempts] == [1, 2, 3]
     gap1 = attempts[1][1] - attempts[0][1]
     gap2 = attempts[2][1] - attempts[1][1]
@@ -188,15 +182,11 @@ async def test_exhausted_retries_are_dead_lettered_with_reason(broker, names, mi
         calls.append(ctx.attempt)
         raise Retry("kubernetes unavailable")
 
-    w = Worker(broker, router.subscriptions, middleware=middleware_for())
-    await w.start()
-    ev = requested()
-    try:
+    async with running(Worker(broker, router.subscriptions, middleware=middleware_for())):
+        ev = requested()
         await broker.publish(ev)
         await eventually(lambda: len(calls) == 3, what="3 attempts")
         await asyncio.sleep(0.3)
-    finally:
-        await w.stop()
     dead = await deadletters.list_dead_letters(broker)
     assert len(dead) == 1
     d = dead[0]
@@ -216,14 +206,10 @@ async def test_reject_dead_letters_at_once(broker, names, middleware_for):
         calls.append(ctx.attempt)
         raise Reject("manifest is malformed")
 
-    w = Worker(broker, router.subscriptions, middleware=middleware_for())
-    await w.start()
-    try:
+    async with running(Worker(broker, router.subscriptions, middleware=middleware_for())):
         await broker.publish(requested())
         await eventually(lambda: len(calls) == 1)
         await asyncio.sleep(0.3)
-    finally:
-        await w.stop()
     assert calls == [1]
     dead = await deadletters.list_dead_letters(broker)
     assert [(d.kind, d.reason, d.attempts) for d in dead] == [
@@ -263,17 +249,13 @@ async def test_invalid_events_dead_lettered_without_running(
     async def handle(payload: DeploymentRequested, ctx) -> None:
         calls.append(payload)
 
-    w = Worker(broker, router.subscriptions, middleware=middleware_for())
-    await w.start()
-    q = names.subscription_queue("strict")
-    try:
+    async with running(Worker(broker, router.subscriptions, middleware=middleware_for())) as w:
+        q = names.subscription_queue("strict")
         await broker.send(
             q, Message(body=body, routing_key="deployment.requested", message_id="bad-1")
         )
         await eventually(lambda: w.in_flight() == 0 and True, 2)
         await asyncio.sleep(0.3)
-    finally:
-        await w.stop()
     assert calls == []
     dead = await deadletters.list_dead_letters(broker)
     assert len(dead) == 1 and dead[0].kind == "invalid"
@@ -288,13 +270,9 @@ async def test_unexpected_payload_type_dead_lettered(broker, names, middleware_f
     async def handle(payload: DeploymentRequested, ctx) -> None:
         pass
 
-    w = Worker(broker, router.subscriptions, middleware=middleware_for())
-    await w.start()
-    try:
+    async with running(Worker(broker, router.subscriptions, middleware=middleware_for())):
         await broker.publish(new_event("security.issue_found", {"issue": "x"}))
         await asyncio.sleep(0.5)
-    finally:
-        await w.stop()
     dead = await deadletters.list_dead_letters(broker)
     assert [d.kind for d in dead] == ["unexpected_type"]
     assert "SecurityIssueFound" in dead[0].reason
@@ -308,17 +286,13 @@ async def test_duplicate_delivery_runs_once(broker, names, middleware_for):
     async def handle(payload: DeploymentRequested, ctx) -> None:
         runs.append(ctx.event.id)
 
-    w = Worker(broker, router.subscriptions, middleware=middleware_for())
-    await w.start()
-    ev = requested()
-    try:
+    async with running(Worker(broker, router.subscriptions, middleware=middleware_for())):
+        ev = requested()
         await broker.publish(ev)
         await eventually(lambda: len(runs) == 1)
         await broker.publish(ev)  # the same event again, e.g. an upstream retry
         await broker.publish(ev)
         await asyncio.sleep(0.5)
-    finally:
-        await w.stop()
     assert runs == [ev.id]
     assert await ready_count(broker, names.subscription_queue("dup")) == 0
 
@@ -381,15 +355,13 @@ async def test_child_events_get_deterministic_ids(broker, names, middleware_for)
     async def collect(event: Event, ctx) -> None:
         children.append(event)
 
-    w = Worker(broker, router.subscriptions + sink.subscriptions, middleware=middleware_for())
-    await w.start()
-    ev = requested(traceparent="00-" + "c" * 32 + "-" + "d" * 16 + "-01")
-    try:
+    async with running(
+        Worker(broker, router.subscriptions + sink.subscriptions, middleware=middleware_for())
+    ):
+        ev = requested(traceparent="00-" + "c" * 32 + "-" + "d" * 16 + "-01")
         await broker.publish(ev)
         await eventually(lambda: runs == 2, what="parent retried")
         await asyncio.sleep(0.5)
-    finally:
-        await w.stop()
     # 4 publishes (2 per run) but the sink's inbox keeps 2: same ids on the retry.
     assert len(children) == 2
     assert len({c.id for c in children}) == 2
@@ -490,9 +462,7 @@ async def test_replay_and_purge_dead_letters(broker, names, middleware_for):
             raise Reject("not yet")
         ok.append((payload.version, ctx.attempt))
 
-    w = Worker(broker, router.subscriptions, middleware=middleware_for())
-    await w.start()
-    try:
+    async with running(Worker(broker, router.subscriptions, middleware=middleware_for())):
         for v in ("1", "2"):
             await broker.publish(requested(version=v))
         await eventually(lambda: len(broker_dead(broker)) == 2 or broker_kind_is_rabbit(broker))
@@ -502,8 +472,6 @@ async def test_replay_and_purge_dead_letters(broker, names, middleware_for):
         replayed = await deadletters.replay(broker, select=lambda d: True)
         assert len(replayed) == 2
         await eventually(lambda: len(ok) == 2, what="replayed events handled")
-    finally:
-        await w.stop()
     assert sorted(ok) == [("1", 1), ("2", 1)]
     assert await deadletters.list_dead_letters(broker) == []
     await broker.publish(requested(version="3"))  # goes to the queue; no worker now
@@ -528,13 +496,9 @@ async def test_attempt_header_counts_up(broker, names, middleware_for):
         if ctx.attempt < 2:
             raise RuntimeError("once")
 
-    w = Worker(broker, router.subscriptions, middleware=middleware_for())
-    await w.start()
-    try:
+    async with running(Worker(broker, router.subscriptions, middleware=middleware_for())):
         await broker.publish(requested())
         await eventually(lambda: headers_seen == [1, 2])
-    finally:
-        await w.stop()
     assert HEADER_ATTEMPT == "x-codebus-attempt"
 
 
