@@ -157,18 +157,32 @@ async def run_raw(setup: Setup, recorder: Recorder, prefetch: int) -> Callable[[
 RUNNERS = {"raw aio-pika": run_raw, "codebus": run_codebus}
 
 
-async def throughput(kind: str, n: int, prefetch: int) -> float:
-    """Pre-fill the queue with ``n`` events, then time draining it."""
+def rss_mib() -> float:
+    """Resident set size of this process, MiB (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def throughput(kind: str, n: int, prefetch: int) -> tuple[float, float, float]:
+    """Pre-fill the queue with ``n`` events, then time draining it. Returns msg/s, process
+    CPU seconds per 1,000 messages, and RSS growth (MiB) while consuming."""
     async with Setup() as setup:
         await publish(setup, n, rate=None)
         recorder = Recorder()
         recorder.target = n
+        rss0 = rss_mib()
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         stop = await RUNNERS[kind](setup, recorder, prefetch)
         await asyncio.wait_for(recorder.done.wait(), 600)
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        growth = rss_mib() - rss0
         await stop()
-    return n / elapsed
+    return n / elapsed, cpu / n * 1000, growth
 
 
 async def latency(kind: str, n: int, rate: float, prefetch: int) -> tuple[float, float]:
@@ -197,12 +211,20 @@ async def main() -> None:
     args = ap.parse_args()
 
     tput: dict[str, list[float]] = {k: [] for k in RUNNERS}
+    cpu_per_k: dict[str, list[float]] = {k: [] for k in RUNNERS}
+    rss: dict[str, list[float]] = {k: [] for k in RUNNERS}
     lat: dict[str, list[tuple[float, float]]] = {k: [] for k in RUNNERS}
     for r in range(args.rounds):
         for kind in RUNNERS:  # alternated: raw, codebus, raw, codebus, ...
-            rate = await throughput(kind, args.messages, args.prefetch)
+            rate, cpu, growth = await throughput(kind, args.messages, args.prefetch)
             tput[kind].append(rate)
-            print(f"round {r + 1} {kind:<13} throughput {rate:8.0f} msg/s", flush=True)
+            cpu_per_k[kind].append(cpu)
+            rss[kind].append(growth)
+            print(
+                f"round {r + 1} {kind:<13} throughput {rate:8.0f} msg/s  "
+                f"cpu {cpu * 1000:5.0f} us/msg  rss +{growth:5.1f} MiB",
+                flush=True,
+            )
         for kind in RUNNERS:
             p50, p99 = await latency(kind, args.latency_messages, args.rate, args.prefetch)
             lat[kind].append((p50, p99))
@@ -220,9 +242,14 @@ async def main() -> None:
         f"messages={args.messages} rounds={args.rounds} prefetch={args.prefetch} "
         f"queue=quorum, persistent, publisher confirms; latency at {args.rate:.0f} msg/s"
     )
-    print(f"{'':<14}{'msg/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
-    print(f"{raw:<14}{t_raw:>10.0f}{p50_raw:>10.2f}{p99_raw:>10.2f}")
-    print(f"{cb:<14}{t_cb:>10.0f}{p50_cb:>10.2f}{p99_cb:>10.2f}")
+    c_raw, c_cb = statistics.median(cpu_per_k[raw]), statistics.median(cpu_per_k[cb])
+    m_raw, m_cb = max(rss[raw]), max(rss[cb])
+    print(f"{'':<14}{'msg/s':>10}{'cpu us/msg':>12}{'p50 ms':>10}{'p99 ms':>10}{'rss +MiB':>10}")
+    for name, t, c, p50, p99, m in (
+        (raw, t_raw, c_raw, p50_raw, p99_raw, m_raw),
+        (cb, t_cb, c_cb, p50_cb, p99_cb, m_cb),
+    ):
+        print(f"{name:<14}{t:>10.0f}{c * 1000:>12.0f}{p50:>10.2f}{p99:>10.2f}{m:>10.1f}")
     print(
         f"ratio codebus/raw: throughput {t_cb / t_raw:.2f}x, p50 {p50_cb / p50_raw:.2f}x, "
         f"p99 {p99_cb / p99_raw:.2f}x"
