@@ -65,6 +65,14 @@ def safe_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path or '/'}"
 
 
+def _mismatch(what: str, exc: BaseException) -> str:
+    return (
+        f"{what} exists on the broker with other arguments ({exc}); make "
+        f"CODEBUS_QUEUE_TYPE / CODEBUS_DELIVERY_LIMIT match it, or migrate or delete the "
+        f"queues (see docs/operations.md)"
+    )
+
+
 class _RabbitDelivery:
     def __init__(self, incoming: AbstractIncomingMessage, queue: str) -> None:
         self._incoming = incoming
@@ -159,6 +167,9 @@ class RabbitBroker:
             self._pub = await self._conn.channel(publisher_confirms=True, on_return_raises=True)
             self._admin = await self._conn.channel(publisher_confirms=False)
             await self._declare_fixed(self._pub)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            await self.close()
+            raise BusError(_mismatch("the fixed topology", exc)) from exc
         except aiormq.exceptions.ProbableAuthenticationError as exc:
             raise BrokerUnavailable(f"RabbitMQ at {safe_url(self.url)} refused the login") from exc
         except _CONNECTION_ERRORS as exc:
@@ -233,10 +244,7 @@ class RabbitBroker:
             q = await ch.declare_queue(queue, durable=True, arguments=args)
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             await self._reopen_publisher()
-            raise BusError(
-                f"queue {queue!r} exists with other arguments ({exc}); delete it or "
-                f"set CODEBUS_QUEUE_TYPE to match"
-            ) from exc
+            raise BusError(_mismatch(f"queue {queue!r}", exc)) from exc
         self._queue_args[queue] = args
         for pattern in patterns:
             await q.bind(self._exchanges[self.names.events_exchange], validate_pattern(pattern))

@@ -97,6 +97,11 @@ class Names:
         per-tool invalidation can find its keys."""
         return f"{self._r}:cache:{tool}:{digest}"
 
+    def cache_generation_key(self, server: str) -> str:
+        """Counter bumped by every write call to ``server``; cached reads of that server
+        embed it in their keys, so a write makes them unreachable at once."""
+        return f"{self._r}:cache-gen:{server}"
+
     def cache_pattern(self, tool: str) -> str:
         """SCAN pattern matching every cached result of ``tool``."""
         return f"{self._r}:cache:{tool}:*"

@@ -59,7 +59,10 @@ def worker(ctx: click.Context, unit: str, concurrency: int | None) -> None:
 
             if settings.gateway_config is None:
                 raise ConfigError("the webhooks unit needs CODEBUS_GATEWAY_CONFIG (subscriptions)")
-            config = load_config(settings.gateway_config)
+            try:
+                config = load_config(settings.gateway_config)
+            except ValueError as exc:  # gateway.config.ConfigError names file and field
+                raise ConfigError(str(exc)) from None
             deps.update(webhook_deps(config, redis, settings.names))
         try:
             await run_unit(the_unit, settings, deps)

@@ -133,6 +133,11 @@ def gateway_command(
     redis_url: str | None,
 ) -> None:
     """Run the webhook gateway: inbound webhooks and POST /events -> events."""
+    from workers.logs import configure
+
+    settings = _obj(ctx, "settings")
+    if settings is not None:
+        configure(settings.log_level, settings.log_format)
     path = _required(config_path or _obj(ctx, "config_path"), "gateway config", "--config")
     try:
         config = load_config(path)

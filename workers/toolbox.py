@@ -132,7 +132,9 @@ def guard_config(cfg: ToolsFile) -> ToolboxConfig:
     """The guard policy with the unit roles filled in (a file may extend them)."""
     guards = dict(cfg.guards)
     roles = {**UNIT_ROLES, **guards.pop("roles", {})}
-    tools = {**TOOL_OVERRIDES, **guards.pop("tools", {})}
+    tools: dict[str, Any] = {k: dict(v) for k, v in TOOL_OVERRIDES.items()}
+    for name, override in guards.pop("tools", {}).items():
+        tools[name] = {**tools.get(name, {}), **override}
     try:
         return ToolboxConfig.model_validate({**guards, "roles": roles, "tools": tools})
     except ValidationError as exc:

@@ -213,12 +213,12 @@ async def test_cache_sits_outside_the_breaker_and_retry_inside(redis_client, nam
     toolbox = make_toolbox(redis_client, names, server, config=config)
     cached = await toolbox.call_tool("httpish.get_status", {"service": "a"})
     # One call = three attempts (retry is inside) = one breaker failure (of three).
-    server.plan.extend([ToolTransientError("503")] * 3)
+    server.plan.extend([ToolTransientError("503", status=503)] * 3)
     with pytest.raises(ToolTransientError):
         await toolbox.call_tool("httpish.deploy", DEPLOY)
     assert server.calls["deploy"] == 3
     assert (await BreakerStore(redis_client, names).status("httpish")).failures == 1
-    server.plan.extend([ToolTransientError("503")] * 6)
+    server.plan.extend([ToolTransientError("503", status=503)] * 6)
     for _ in range(2):
         with pytest.raises(ToolTransientError):
             await toolbox.call_tool("httpish.deploy", DEPLOY)

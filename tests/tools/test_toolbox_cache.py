@@ -6,7 +6,16 @@ import asyncio
 import hashlib
 import json
 
-from tests.tools.toolbox_helpers import HttpishServer, StatusArgs, fast_config, make_toolbox
+import pytest
+
+from tests.tools.toolbox_helpers import (
+    HttpishServer,
+    OtherServer,
+    StatusArgs,
+    fast_config,
+    make_toolbox,
+)
+from tools.errors import ToolTransientError
 from tools.guards.cache import args_digest
 
 
@@ -31,7 +40,7 @@ async def test_cache_key_keeps_tool_name_readable(redis_client, names) -> None:
     canonical = json.dumps({"service": "api", "verbose": False}, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode()).hexdigest()
     assert digest == args_digest(StatusArgs(service="api"))
-    key = names.cache_key("httpish.get_status", digest)
+    key = names.cache_key("httpish.get_status", f"g0-{digest}")  # server generation 0
     assert key.startswith(f"{names.prefix}:cache:httpish.get_status:")
     ttl_ms = await redis_client.pttl(key)
     assert 29_000 < ttl_ms <= 30_000
@@ -93,3 +102,50 @@ async def test_failures_are_not_cached(redis_client, names) -> None:
         pass
     result = await toolbox.call_tool("httpish.get_status", {"service": "api"})
     assert result.n == 2
+
+
+async def test_a_write_invalidates_cached_reads_of_its_server_only(redis_client, names) -> None:
+    server, other = HttpishServer(), OtherServer()
+    toolbox = make_toolbox(redis_client, names, server, other)
+    for _ in range(2):
+        await toolbox.call_tool("httpish.get_status", {"service": "api"})
+        await toolbox.call_tool("other.get_status", {"service": "api"})
+    assert (server.calls["get_status"], other.calls["get_status"]) == (1, 1)
+    await toolbox.call_tool("httpish.deploy", {"image_tag": "web:2"})
+    fresh = await toolbox.call_tool("httpish.get_status", {"service": "api"})
+    await toolbox.call_tool("other.get_status", {"service": "api"})
+    assert fresh.n == 2, "a read after a write was served from the stale cache"
+    assert (server.calls["get_status"], other.calls["get_status"]) == (2, 1)
+
+
+async def test_a_read_racing_a_write_does_not_cache_stale_data(redis_client, names) -> None:
+    server = HttpishServer()
+    toolbox = make_toolbox(redis_client, names, server)
+    server.plan.append(0.3)  # the read answers slowly: it saw the state before the write
+    read = asyncio.create_task(toolbox.call_tool("httpish.get_status", {"service": "api"}))
+    await asyncio.sleep(0.05)
+    await toolbox.call_tool("httpish.deploy", {"image_tag": "web:2"})
+    await read
+    again = await toolbox.call_tool("httpish.get_status", {"service": "api"})
+    assert server.calls["get_status"] == 2 and again.n == 2
+
+
+async def test_failed_writes_invalidate_only_when_they_may_have_written(redis_client, names):
+    server = HttpishServer()
+    toolbox = make_toolbox(
+        redis_client, names, server, config=fast_config(**{"httpish.deploy": {"retry": False}})
+    )
+
+    async def reads() -> int:
+        await toolbox.call_tool("httpish.get_status", {"service": "api"})
+        return server.calls["get_status"]
+
+    assert await reads() == 1
+    server.plan.append(ToolTransientError("503 from the server", status=503))
+    with pytest.raises(ToolTransientError):
+        await toolbox.call_tool("httpish.deploy", {"image_tag": "a"})
+    assert await reads() == 1  # the server answered with an error: nothing changed
+    server.plan.append(ToolTransientError("connection reset"))  # no answer: ambiguous
+    with pytest.raises(ToolTransientError):
+        await toolbox.call_tool("httpish.deploy", {"image_tag": "a"})
+    assert await reads() == 2

@@ -11,6 +11,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from bus.rabbitmq import RabbitBroker
 from schemas.envelope import Event
 from workers.cli import cli
 from workers.units import UNITS
@@ -77,28 +78,38 @@ def test_bad_input_names_the_problem(args, message):
     assert message in result.output
 
 
+async def _inspect_and_clean(amqp_url, names, event_id=None):
+    """Check the published event reached the deploy unit's queue; delete the topology."""
+    broker = RabbitBroker(amqp_url, names=names)
+    await broker.connect()
+    try:
+        if event_id is not None:
+            d = await broker.get(names.subscription_queue("deploy.requested"))
+            assert d is not None, "published event not in the deploy unit's queue"
+            event = Event.from_json(d.message.body)
+            assert (event.id, event.subject, event.data) == (
+                event_id,
+                "web",
+                {"app": "web", "version": "1"},
+            )
+            await d.ack()
+        queues = [
+            names.subscription_queue(s.name) for u in UNITS.values() for s in u.subscriptions()
+        ]
+        await broker.delete_topology(queues)
+    finally:
+        await broker.close()
+
+
 def test_publish_topology_and_dlq_against_rabbitmq(amqp_url, names):
     env = {"CODEBUS_AMQP_URL": amqp_url, "CODEBUS_PREFIX": names.prefix}
     assert run("topology", "--declare", env=env).returncode == 0
-    out = run(
-        "publish",
-        "deployment.requested",
-        "--data",
-        '{"app":"web","version":"1"}',
-        "--subject",
-        "web",
-        env=env,
-    )
+    data = '{"app":"web","version":"1"}'
+    out = run("publish", "deployment.requested", "--data", data, "--subject", "web", env=env)
     assert out.returncode == 0, out.stderr
-    event_id = out.stdout.strip()
     listed = run("dlq", "list", "--json", env=env)
     assert listed.returncode == 0 and json.loads(listed.stdout) == []
-    assert Event(id=event_id, source="x", type="a.b").id == event_id
-
-    from tests.bus.conftest import delete_rabbit_topology
-
-    queues = [names.subscription_queue(s.name) for u in UNITS.values() for s in u.subscriptions()]
-    asyncio.run(delete_rabbit_topology(amqp_url, names, queues))
+    asyncio.run(_inspect_and_clean(amqp_url, names, out.stdout.strip()))
 
 
 def test_demo_runs_both_flows():
@@ -107,3 +118,17 @@ def test_demo_runs_both_flows():
     assert "web 1.4.2  -> deployment.completed" in out.stdout
     assert "shop 2.0.0 -> deployment.failed" in out.stdout
     assert "demo OK" in out.stdout
+
+
+def test_queue_type_mismatch_is_one_clear_line(amqp_url, names):
+    env = {"CODEBUS_AMQP_URL": amqp_url, "CODEBUS_PREFIX": names.prefix}
+    assert run("topology", "--declare", env=env).returncode == 0
+    try:
+        out = run("topology", "--declare", env={**env, "CODEBUS_QUEUE_TYPE": "classic"})
+        assert out.returncode == 2
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+        assert "exists on the broker with other arguments" in lines[0]
+        assert "CODEBUS_QUEUE_TYPE" in lines[0]
+    finally:
+        asyncio.run(_inspect_and_clean(amqp_url, names))
