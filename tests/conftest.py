@@ -90,3 +90,21 @@ async def redis_client(redis_url: str, names: Names) -> AsyncIterator[object]:
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+CRASH_REPORT = os.path.join(
+    os.path.dirname(os.path.dirname(__file__)), ".services", "crash-report.txt"
+)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Forget a crash report from an earlier run."""
+    if os.path.exists(CRASH_REPORT):
+        os.remove(CRASH_REPORT)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Show the crash test's figures (lost, applied twice) in the test log."""
+    if os.path.exists(CRASH_REPORT):
+        with open(CRASH_REPORT) as f:
+            terminalreporter.write_line(f.read().strip())
