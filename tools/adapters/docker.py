@@ -3,24 +3,19 @@
 Every engine failure is translated into the tool error tree (``tools.errors``):
 HTTP 5xx/429 and connection failures are :class:`ToolTransientError` (worth a retry),
 other HTTP errors and errors reported inside a build stream are :class:`ToolFailed`.
-``docker_build`` sends the build context as a tar stream spooled in memory (to disk
-past a threshold), honouring a simple ``.dockerignore``.
+``docker_build`` sends the build context made by ``tools.adapters.docker_context``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import json
-import os
-import tarfile
-import tempfile
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import aiodocker
 import aiohttp
@@ -47,6 +42,7 @@ from schemas.tools.docker import (
     DockerSystemPruneResult,
     ImageSummary,
 )
+from tools.adapters.docker_context import build_context_tar, context_chunks
 from tools.errors import (
     ToolArgumentError,
     ToolError,
@@ -56,8 +52,6 @@ from tools.errors import (
 )
 from tools.spec import ToolServer, tool
 
-_SPOOL_BYTES = 32 * 1024 * 1024
-_CHUNK = 256 * 1024
 # aiodocker reports "cannot connect" as a DockerError with this pseudo status.
 _CONNECT_STATUS = 900
 
@@ -127,76 +121,6 @@ def _start_error(exc: DockerError, tool: str) -> ToolError:
     if any(hint in exc.message.lower() for hint in permanent):
         return ToolFailed(f"container failed to start: {exc.message}", tool=tool, status=exc.status)
     return translate_docker_error(exc, tool)
-
-
-# --- build context -----------------------------------------------------------------
-
-
-def _read_dockerignore(root: Path) -> list[tuple[bool, str]]:
-    path = root / ".dockerignore"
-    if not path.is_file():
-        return []
-    patterns: list[tuple[bool, str]] = []
-    for line in path.read_text(errors="replace").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        negate = line.startswith("!")
-        pattern = os.path.normpath(line.lstrip("!").strip().strip("/"))
-        patterns.append((negate, pattern))
-    return patterns
-
-
-def _ignored(rel: str, patterns: list[tuple[bool, str]]) -> bool:
-    # Like Docker: the last matching pattern wins; a match on a parent covers children.
-    ignored = False
-    for negate, pattern in patterns:
-        if fnmatch.fnmatchcase(rel, pattern) or rel.startswith(pattern + "/"):
-            ignored = not negate
-    return ignored
-
-
-def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    # Ownership of the caller's files must not leak into the image (the docker CLI does the same).
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
-def build_context_tar(root: Path, dockerfile: str, max_bytes: int) -> IO[bytes]:
-    """Tar the directory ``root`` (symlinks stored as links, never followed)."""
-    patterns = _read_dockerignore(root)
-    keep = {dockerfile, ".dockerignore"}
-    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115 - returned
-    total = 0
-    with tarfile.open(fileobj=spool, mode="w") as tar:
-        for dirpath, dirnames, filenames in os.walk(root):
-            rel_dir = os.path.relpath(dirpath, root)
-            for name in sorted(dirnames):
-                rel = os.path.normpath(os.path.join(rel_dir, name))
-                if _ignored(rel, patterns) and not any(neg for neg, _ in patterns):
-                    dirnames.remove(name)  # nothing below can be re-included: skip the walk
-                    continue
-                if not _ignored(rel, patterns):
-                    tar.add(os.path.join(dirpath, name), rel, recursive=False, filter=_normalise)
-            for name in sorted(filenames):
-                rel = os.path.normpath(os.path.join(rel_dir, name))
-                if rel not in keep and _ignored(rel, patterns):
-                    continue
-                full = os.path.join(dirpath, name)
-                total += os.lstat(full).st_size
-                if total > max_bytes:
-                    spool.close()
-                    message = f"build context exceeds {max_bytes} bytes"
-                    raise ToolFailed(message, tool="docker.docker_build")
-                tar.add(full, rel, recursive=False, filter=_normalise)
-    spool.seek(0)
-    return spool
-
-
-async def _chunks(spool: IO[bytes]) -> AsyncIterator[bytes]:
-    while chunk := spool.read(_CHUNK):
-        yield chunk
 
 
 # --- the server --------------------------------------------------------------------
@@ -291,7 +215,7 @@ class DockerServer(ToolServer):
                         "build",
                         "POST",
                         params=params,
-                        data=_chunks(spool),
+                        data=context_chunks(spool),
                         headers={"content-type": "application/x-tar"},
                         timeout=aiohttp.ClientTimeout(total=None),
                     ) as response,
