@@ -6,8 +6,8 @@ next batch as ONE ``EVALSHA`` of a script that dispatches on an op code per key 
 Nagle's algorithm: an idle batcher sends at the end of the current loop turn, so a lone
 call is not delayed; under load, batches grow by themselves). The inbox's claims,
 lease extensions and done-marks of dozens of deliveries then cost one command per
-round trip instead of one per message. The batch runs atomically; every key of a batch
-must live on one node (standalone or Sentinel Redis, not Cluster).
+round trip instead of one per message. The batch runs atomically. Keys travel inside
+the script's argument, so this needs a standalone Redis (not Cluster).
 """
 
 from __future__ import annotations
@@ -21,14 +21,26 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+# The whole batch travels as ONE argument: fields separated by the ASCII unit
+# separator (31), (width + 2) fields per call: op code, key, arguments. Encoding one
+# string is far cheaper for the client than one protocol argument per field.
+SEP = "\x1f"
 _DISPATCH = """
+local s, f, i = ARGV[1], {}, 1
+while true do
+  local j = string.find(s, '\\31', i, true)
+  if not j then f[#f + 1] = string.sub(s, i); break end
+  f[#f + 1] = string.sub(s, i, j - 1)
+  i = j + 1
+end
+local width = tonumber(ARGV[2])
+local per = width + 2
 local out = {}
-local width = tonumber(ARGV[1])
-for i = 1, #KEYS do
-  local base = 1 + (i - 1) * (width + 1)
+for r = 0, #f / per - 1 do
+  local base = r * per
   local a = {}
-  for j = 1, width do a[j] = ARGV[base + 1 + j] end
-  out[i] = OPS[tonumber(ARGV[base + 1])](KEYS[i], a)
+  for j = 1, width do a[j] = f[base + 2 + j] end
+  out[r + 1] = OPS[tonumber(f[base + 1])](f[base + 2], a)
 end
 return out
 """
@@ -56,7 +68,7 @@ class ScriptBatcher:
         table = ",\n".join(op.function.strip() for op in ops.values())
         self.source = f"local OPS = {{\n{table}\n}}\n{_DISPATCH}"
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
-        self._queue: list[tuple[str, list[Any], asyncio.Future[Any]]] = []
+        self._queue: list[tuple[str, asyncio.Future[Any]]] = []
         self._busy = False
         self._scheduled = False
 
@@ -66,8 +78,12 @@ class ScriptBatcher:
             raise TypeError(f"{op} takes {self._nargs[op]} arguments, got {len(args)}")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        padded = [self._codes[op], *args, *([""] * (self._width - len(args)))]
-        self._queue.append((key, padded, fut))
+        fields = [str(self._codes[op]), key, *map(str, args)]
+        fields += [""] * (self._width - len(args))
+        record = SEP.join(fields)
+        if record.count(SEP) != self._width + 1:
+            raise ValueError(f"{op}: key and arguments must not contain the unit separator")
+        self._queue.append((record, fut))
         if not self._busy and not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -81,7 +97,7 @@ class ScriptBatcher:
         self._busy = True
         asyncio.get_running_loop().create_task(self._send(batch))
 
-    async def _send(self, batch: list[tuple[str, list[Any], asyncio.Future[Any]]]) -> None:
+    async def _send(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
         try:
             await self._execute(batch)
         finally:
@@ -89,22 +105,19 @@ class ScriptBatcher:
             if self._queue:
                 self._flush()
 
-    async def _execute(self, batch: list[tuple[str, list[Any], asyncio.Future[Any]]]) -> None:
-        keys = [key for key, _, _ in batch]
-        argv: list[Any] = [self._width]
-        for _, args, _ in batch:
-            argv.extend(args)
+    async def _execute(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
+        blob = SEP.join(record for record, _ in batch)
         try:
             try:
-                results = await self.redis.evalsha(self.sha, len(keys), *keys, *argv)
+                results = await self.redis.evalsha(self.sha, 0, blob, self._width)
             except NoScriptError:
                 await self.redis.script_load(self.source)
-                results = await self.redis.evalsha(self.sha, len(keys), *keys, *argv)
+                results = await self.redis.evalsha(self.sha, 0, blob, self._width)
         except Exception as exc:  # every caller of the batch gets the error
-            for _, _, fut in batch:
+            for _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
             return
-        for (_, _, fut), res in zip(batch, results, strict=True):
+        for (_, fut), res in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(res)

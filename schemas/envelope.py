@@ -33,7 +33,12 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
     specversion: Literal["1.0"] = "1.0"
-    id: str = Field(min_length=1, max_length=200)
+    id: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="unique per source; printable (no control characters)",
+    )
     source: str = Field(min_length=1, max_length=500)
     type: str = Field(
         min_length=3,
