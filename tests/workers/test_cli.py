@@ -132,3 +132,28 @@ def test_queue_type_mismatch_is_one_clear_line(amqp_url, names):
         assert "CODEBUS_QUEUE_TYPE" in lines[0]
     finally:
         asyncio.run(_inspect_and_clean(amqp_url, names))
+
+
+async def test_breaker_commands_from_a_shell(redis_client, redis_url, names):
+    from tests.tools.toolbox_helpers import HttpishServer, fast_config, make_toolbox
+    from tools.errors import CircuitOpen, ToolTransientError
+
+    server = HttpishServer()
+    config = fast_config(**{"httpish.*": {"breaker_reset_timeout": 60}})
+    toolbox = make_toolbox(redis_client, names, server, config=config)
+    server.plan.extend([ToolTransientError("503", status=503)] * 9)
+    for _ in range(3):  # three failed calls (3 attempts each) open the circuit
+        with pytest.raises(ToolTransientError):
+            await toolbox.call_tool("httpish.deploy", {"image_tag": "a"})
+    with pytest.raises(CircuitOpen):
+        await toolbox.call_tool("httpish.deploy", {"image_tag": "a"})
+
+    env = {"CODEBUS_REDIS_URL": redis_url, "CODEBUS_PREFIX": names.prefix}
+    status = await asyncio.to_thread(run, "breaker", "status", "--json", env=env)
+    assert status.returncode == 0, status.stderr
+    [row] = [r for r in json.loads(status.stdout) if r["server"] == "httpish"]
+    assert row["state"] == "open"
+    reset = await asyncio.to_thread(run, "breaker", "reset", "httpish", env=env)
+    assert reset.returncode == 0, reset.stderr
+    server.plan.clear()
+    assert (await toolbox.call_tool("httpish.deploy", {"image_tag": "a"})).deployed
