@@ -808,7 +808,22 @@ async def test_security_scanner_image_scan_through_call_tool(
 # ---- cross-cutting: permissions and argument validation ----------------------------------
 
 
+@pytest.fixture
+def three_sections(
+    k8s: tuple[FakeApiServer, str], slack: tuple[SlackStub, str], ado: AdoStub
+) -> dict[str, dict[str, Any]]:
+    """Tools-file sections for the Kubernetes, Slack and Azure DevOps stand-ins."""
+    api, url = k8s
+    _, base = slack
+    return {
+        "kubernetes": {"host": url, "token": api.token},
+        "slack_notifications": {"bot_token": SLACK_TOKEN, "base_url": f"{base}/api"},
+        "azure_devops": {"organization_url": f"{ado.base}/org", "personal_access_token": ADO_PAT},
+    }
+
+
 async def test_role_not_allowed_is_denied_and_audited(
+    three_sections: dict[str, dict[str, Any]],
     k8s: tuple[FakeApiServer, str],
     slack: tuple[SlackStub, str],
     ado: AdoStub,
@@ -816,13 +831,9 @@ async def test_role_not_allowed_is_denied_and_audited(
     names: Names,
     tmp_path: Path,
 ) -> None:
-    api, url = k8s
-    stub, base = slack
-    sections = {
-        "kubernetes": {"host": url, "token": api.token},
-        "slack_notifications": {"bot_token": SLACK_TOKEN, "base_url": f"{base}/api"},
-        "azure_devops": {"organization_url": f"{ado.base}/org", "personal_access_token": ADO_PAT},
-    }
+    api, _ = k8s
+    stub, _ = slack
+    sections = three_sections
     # No extra roles: the worker's unit roles (``notify`` may only use Slack).
     toolbox = make_toolbox(tmp_path, redis_client, names, sections, {})
     async with toolbox:
@@ -886,6 +897,7 @@ async def test_invalid_arguments_fail_before_any_request(
     tool: str,
     args: dict[str, Any],
     field: str,
+    three_sections: dict[str, dict[str, Any]],
     k8s: tuple[FakeApiServer, str],
     slack: tuple[SlackStub, str],
     ado: AdoStub,
@@ -893,13 +905,9 @@ async def test_invalid_arguments_fail_before_any_request(
     names: Names,
     tmp_path: Path,
 ) -> None:
-    api, url = k8s
-    stub, base = slack
-    sections = {
-        "kubernetes": {"host": url, "token": api.token},
-        "slack_notifications": {"bot_token": SLACK_TOKEN, "base_url": f"{base}/api"},
-        "azure_devops": {"organization_url": f"{ado.base}/org", "personal_access_token": ADO_PAT},
-    }
+    api, _ = k8s
+    stub, _ = slack
+    sections = three_sections
     toolbox = make_toolbox(tmp_path, redis_client, names, sections, {"ops": ["*"]})
     async with toolbox:
         with pytest.raises(ToolArgumentError) as caught:
