@@ -137,6 +137,18 @@ def check_ok(record: dict[str, Any], tool: str, *, cache_hit: bool = False) -> N
     assert record["attempts"] == (0 if cache_hit else 1)
 
 
+async def assert_audited_ok(
+    redis: Any, names: Names, expected: list[tuple[str, str, bool]]
+) -> list[dict[str, Any]]:
+    """The audit stream holds exactly ``expected`` as (tool, outcome, cache_hit), each a
+    successful record made through the ``ops`` view; returns the records."""
+    records = await audit_records(redis, names)
+    assert summary(records) == expected
+    for record in records:
+        check_ok(record, record["tool"], cache_hit=record["cache_hit"])
+    return records
+
+
 # ---- kubernetes --------------------------------------------------------------------------
 
 
@@ -195,15 +207,16 @@ async def test_kubernetes_through_call_tool(
         assert stored is not None and stored["spec"]["replicas"] == 5
         await assert_closed_breaker(toolbox, "kubernetes")
 
-    records = await audit_records(redis_client, names)
-    assert summary(records) == [
-        ("kubernetes.kubectl_apply", "ok", False),
-        ("kubernetes.kubectl_get", "ok", False),
-        ("kubernetes.kubectl_get", "ok", True),
-        ("kubernetes.kubectl_scale", "ok", False),
-    ]
-    for record in records:
-        check_ok(record, record["tool"], cache_hit=record["cache_hit"])
+    records = await assert_audited_ok(
+        redis_client,
+        names,
+        [
+            ("kubernetes.kubectl_apply", "ok", False),
+            ("kubernetes.kubectl_get", "ok", False),
+            ("kubernetes.kubectl_get", "ok", True),
+            ("kubernetes.kubectl_scale", "ok", False),
+        ],
+    )
     assert records[0]["arguments"]["manifest_path"] == str(manifest)
     assert records[0]["result"]["applied_resources"] == ["deployment/web"]
     assert records[3]["arguments"] == {
@@ -275,13 +288,14 @@ async def test_slack_through_call_tool(
     # Posting is not read-only: never cached.
     assert await cache_keys(redis_client, names, "slack-notifications.*") == []
 
-    records = await audit_records(redis_client, names)
-    assert summary(records) == [
-        ("slack-notifications.send_notification", "ok", False),
-        ("slack-notifications.post_message", "ok", False),
-    ]
-    for record in records:
-        check_ok(record, record["tool"])
+    records = await assert_audited_ok(
+        redis_client,
+        names,
+        [
+            ("slack-notifications.send_notification", "ok", False),
+            ("slack-notifications.post_message", "ok", False),
+        ],
+    )
     assert records[0]["arguments"]["title"] == "Deployed myapp v1.2.3"
     assert records[0]["result"]["channel"] == "C0DEPLOY"
     assert SLACK_TOKEN not in json.dumps(records)
@@ -419,14 +433,15 @@ async def test_prometheus_through_call_tool(
             )
             await assert_closed_breaker(toolbox, "prometheus-monitoring")
 
-    records = await audit_records(redis_client, names)
-    assert summary(records) == [
-        ("prometheus-monitoring.prometheus_query", "ok", False),
-        ("prometheus-monitoring.prometheus_query", "ok", True),
-        ("prometheus-monitoring.prometheus_targets", "ok", False),
-    ]
-    for record in records:
-        check_ok(record, record["tool"], cache_hit=record["cache_hit"])
+    records = await assert_audited_ok(
+        redis_client,
+        names,
+        [
+            ("prometheus-monitoring.prometheus_query", "ok", False),
+            ("prometheus-monitoring.prometheus_query", "ok", True),
+            ("prometheus-monitoring.prometheus_targets", "ok", False),
+        ],
+    )
     assert records[0]["arguments"]["query"] == "codebus_test_requests_total"
     assert records[1]["result"] == records[0]["result"]
 
@@ -514,15 +529,16 @@ async def test_s3_through_call_tool(
         raw.delete_bucket(Bucket=bucket)
         raw.close()
 
-    records = await audit_records(redis_client, names)
-    assert summary(records) == [
-        ("s3-storage.s3_upload_file", "ok", False),
-        ("s3-storage.s3_list_objects", "ok", False),
-        ("s3-storage.s3_list_objects", "ok", True),
-        ("s3-storage.s3_download_file", "ok", False),
-    ]
-    for record in records:
-        check_ok(record, record["tool"], cache_hit=record["cache_hit"])
+    records = await assert_audited_ok(
+        redis_client,
+        names,
+        [
+            ("s3-storage.s3_upload_file", "ok", False),
+            ("s3-storage.s3_list_objects", "ok", False),
+            ("s3-storage.s3_list_objects", "ok", True),
+            ("s3-storage.s3_download_file", "ok", False),
+        ],
+    )
     assert records[0]["arguments"]["key"] == "reports/report.json"
     assert S3_SECRET not in json.dumps(records)
 
@@ -612,17 +628,18 @@ async def test_docker_through_call_tool(
         assert fresh.images == []
         await assert_closed_breaker(toolbox, "docker")
 
-    records = await audit_records(redis_client, names)
-    assert summary(records) == [
-        ("docker.docker_build", "ok", False),
-        ("docker.docker_run", "ok", False),
-        ("docker.docker_images", "ok", False),
-        ("docker.docker_images", "ok", True),
-        ("docker.docker_system_prune", "ok", False),
-        ("docker.docker_images", "ok", False),
-    ]
-    for record in records:
-        check_ok(record, record["tool"], cache_hit=record["cache_hit"])
+    records = await assert_audited_ok(
+        redis_client,
+        names,
+        [
+            ("docker.docker_build", "ok", False),
+            ("docker.docker_run", "ok", False),
+            ("docker.docker_images", "ok", False),
+            ("docker.docker_images", "ok", True),
+            ("docker.docker_system_prune", "ok", False),
+            ("docker.docker_images", "ok", False),
+        ],
+    )
     assert records[0]["result"]["image_id"] == built.image_id
 
 
@@ -733,13 +750,14 @@ async def test_security_scanner_file_scan_through_call_tool(
         assert len(keys) == 1
         await assert_closed_breaker(toolbox, "security-scanner")
 
-    records = await audit_records(redis_client, names)
-    assert summary(records) == [
-        ("security-scanner.file_security_scan", "ok", False),
-        ("security-scanner.file_security_scan", "ok", True),
-    ]
-    for record in records:
-        check_ok(record, record["tool"], cache_hit=record["cache_hit"])
+    records = await assert_audited_ok(
+        redis_client,
+        names,
+        [
+            ("security-scanner.file_security_scan", "ok", False),
+            ("security-scanner.file_security_scan", "ok", True),
+        ],
+    )
     assert records[0]["result"]["total_issues"] == 3
     assert aws_key not in json.dumps(records)
 
@@ -795,13 +813,14 @@ async def test_security_scanner_image_scan_through_call_tool(
             await raw.images.delete(tag, force=True)
         await raw.close()
 
-    records = await audit_records(redis_client, names)
-    assert summary(records) == [
-        ("security-scanner.docker_security_scan", "ok", False),
-        ("security-scanner.docker_security_scan", "ok", True),
-    ]
-    for record in records:
-        check_ok(record, record["tool"], cache_hit=record["cache_hit"])
+    records = await assert_audited_ok(
+        redis_client,
+        names,
+        [
+            ("security-scanner.docker_security_scan", "ok", False),
+            ("security-scanner.docker_security_scan", "ok", True),
+        ],
+    )
     assert records[0]["result"]["total_vulnerabilities"] == 3
 
 
