@@ -45,7 +45,6 @@ class HandlerContext:
         self.deps = deps
         self._base_logger = logger
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
-        self.published: list[Event] = []
         self.effects: list[Effect] = []
         self._broker = broker
         self._source = source
@@ -87,7 +86,6 @@ class HandlerContext:
             traceparent=child_traceparent(self.event.traceparent, child_id),
         )
         await self._broker.publish(child)
-        self.published.append(child)
         return child
 
     def on_commit(self, effect: Effect) -> None:

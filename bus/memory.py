@@ -98,7 +98,6 @@ class MemoryBroker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._connected = False
         self._epoch = 0
-        self.published: list[Message] = []
 
     # -- lifecycle ----------------------------------------------------------------
     async def connect(self) -> None:
@@ -149,7 +148,6 @@ class MemoryBroker:
         targets = {q for pattern, q in self._bindings if topic_matches(pattern, event.type)}
         if not targets:
             raise Unroutable(f"no queue is bound for {event.type!r}", event_id=event.id)
-        self.published.append(message)
         for name in sorted(targets):
             self._enqueue(self._queues[name], _Entry(message))
 

@@ -31,7 +31,7 @@ from aio_pika.abc import (
 
 from bus.abc import Delivery, Message, OnDelivery
 from bus.codec import encode
-from bus.errors import BrokerUnavailable, BusError, PublishError, PublishNacked, Unroutable
+from bus.errors import BrokerUnavailable, BusError, PublishNacked, Unroutable
 from bus.matching import validate_pattern
 from schemas.envelope import Event
 from schemas.names import (
@@ -375,4 +375,4 @@ class RabbitBroker:
         return thing
 
 
-__all__ = ["PublishError", "QueueType", "RabbitBroker", "safe_url"]
+__all__ = ["QueueType", "RabbitBroker", "safe_url"]

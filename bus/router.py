@@ -101,13 +101,6 @@ class Router:
 
         return register
 
-    def include(self, other: Router) -> None:
-        """Add another router's subscriptions to this one."""
-        for sub in other.subscriptions:
-            if any(s.name == sub.name for s in self.subscriptions):
-                raise ValueError(f"subscription {sub.name!r} is already registered")
-            self.subscriptions.append(sub)
-
 
 def describe(sub: Subscription) -> dict[str, Any]:
     """A printable summary of a subscription."""

@@ -137,14 +137,6 @@ EVENT_TYPES: dict[str, type[Payload]] = {
 }
 
 
-def register_event_type(type: str, model: type[Payload]) -> None:
-    """Register a payload model for a further event type (e.g. from a webhook source)."""
-    existing = EVENT_TYPES.get(type)
-    if existing is not None and existing is not model:
-        raise ValueError(f"event type {type!r} is already registered to {existing.__name__}")
-    EVENT_TYPES[type] = model
-
-
 def payload_model(type: str) -> type[Payload]:
     """The payload model for ``type``; :class:`UnknownEventType` lists the known ones."""
     try:

@@ -8,7 +8,6 @@ out, and one with a critical vulnerability that is stopped at the scan.
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 import time
 from pathlib import Path
@@ -139,10 +138,3 @@ async def run_demo(out: TextIO, timeout: float = 30.0) -> int:
     )
     out.write("demo OK\n" if ok else "demo FAILED\n")
     return 0 if ok else 1
-
-
-def main() -> int:
-    """Entry point used by the CLI."""
-    import sys
-
-    return asyncio.run(run_demo(sys.stdout))
