@@ -20,12 +20,13 @@ import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import aiodocker
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.tools.security_scanner import (
+    DependencyCheckResult,
     DockerSecurityScanArgs,
     DockerSecurityScanResult,
     FileSecurityScanArgs,
@@ -34,6 +35,7 @@ from schemas.tools.security_scanner import (
     NpmAuditResult,
     PythonSafetyCheckArgs,
     PythonSafetyCheckResult,
+    Severity,
 )
 from tools.errors import ToolError, ToolFailed, ToolTimeout, ToolTransientError
 from tools.scanner.advisories import AdvisoryDatabase, AdvisoryLoadError, directory_signature
@@ -44,6 +46,8 @@ from tools.scanner.matching import apply_threshold, match_inventory, match_packa
 from tools.scanner.trivy import TrivyError, run_trivy
 from tools.scanner.versions import NPM, PYPI
 from tools.spec import ToolServer, tool
+
+_DepResult = TypeVar("_DepResult", bound=DependencyCheckResult)
 
 log = logging.getLogger(__name__)
 
@@ -266,31 +270,38 @@ class SecurityScannerServer(ToolServer):
             files_skipped=report.files_skipped,
         )
 
-    async def _load_dependencies(
-        self, loader: Callable[[], Dependencies], tool_name: str
-    ) -> tuple[Dependencies, AdvisoryDatabase]:
+    async def _check_dependencies(
+        self,
+        result: type[_DepResult],
+        tool_name: str,
+        ecosystem: str,
+        loader: Callable[[], Dependencies],
+        severity: Severity,
+    ) -> _DepResult:
+        """Read a manifest with ``loader`` and match its pinned packages of ``ecosystem``
+        against the advisories, keeping findings at or above ``severity``."""
         db = await self.advisories(tool_name)
         try:
             deps = await asyncio.to_thread(loader)
         except ManifestError as exc:
             raise ToolFailed(str(exc), tool=tool_name) from exc
-        return deps, db
+        found, _counts = apply_threshold(match_packages(db, ecosystem, deps.pinned), severity)
+        return result(
+            source=deps.source,
+            severity=severity,
+            total_vulnerabilities=len(found),
+            vulnerabilities=found,
+            packages_checked=len(deps.pinned),
+            notices=deps.notices,
+        )
 
     @tool(read_only=True)
     async def python_safety_check(self, args: PythonSafetyCheckArgs) -> PythonSafetyCheckResult:
         """Check pinned pip requirements against PyPI advisories; report unpinned ones."""
         tool_name = f"{SERVER}.python_safety_check"
         path = self._local_path(args.requirements_file, tool_name)
-        deps, db = await self._load_dependencies(lambda: read_requirements(path), tool_name)
-        vulns = match_packages(db, PYPI, deps.pinned)
-        found, _counts = apply_threshold(vulns, args.severity)
-        return PythonSafetyCheckResult(
-            source=deps.source,
-            severity=args.severity,
-            total_vulnerabilities=len(found),
-            vulnerabilities=found,
-            packages_checked=len(deps.pinned),
-            notices=deps.notices,
+        return await self._check_dependencies(
+            PythonSafetyCheckResult, tool_name, PYPI, lambda: read_requirements(path), args.severity
         )
 
     @tool(read_only=True)
@@ -298,16 +309,10 @@ class SecurityScannerServer(ToolServer):
         """Check an npm project's locked dependencies against npm advisories."""
         tool_name = f"{SERVER}.npm_audit"
         path = self._local_path(args.package_path, tool_name)
-        deps, db = await self._load_dependencies(
-            lambda: read_npm_project(path, include_dev=args.include_dev), tool_name
-        )
-        vulns = match_packages(db, NPM, deps.pinned)
-        found, _counts = apply_threshold(vulns, args.severity)
-        return NpmAuditResult(
-            source=deps.source,
-            severity=args.severity,
-            total_vulnerabilities=len(found),
-            vulnerabilities=found,
-            packages_checked=len(deps.pinned),
-            notices=deps.notices,
+        return await self._check_dependencies(
+            NpmAuditResult,
+            tool_name,
+            NPM,
+            lambda: read_npm_project(path, include_dev=args.include_dev),
+            args.severity,
         )

@@ -13,11 +13,13 @@ is recorded in ``calls`` as (tool name, arguments).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 from pydantic import BaseModel
 
 from schemas.tools.security_scanner import (
     SEVERITY_ORDER,
+    DependencyCheckResult,
     DependencyNotice,
     DockerSecurityScanArgs,
     DockerSecurityScanResult,
@@ -28,11 +30,14 @@ from schemas.tools.security_scanner import (
     NpmAuditResult,
     PythonSafetyCheckArgs,
     PythonSafetyCheckResult,
+    Severity,
     Vulnerability,
     at_or_above,
 )
 from tools.errors import ToolError
 from tools.spec import ToolServer, tool
+
+_DepResult = TypeVar("_DepResult", bound=DependencyCheckResult)
 
 
 def _threshold(
@@ -114,15 +119,14 @@ class FakeSecurityScannerServer(ToolServer):
             files_skipped=0,
         )
 
-    @tool(read_only=True)
-    async def python_safety_check(self, args: PythonSafetyCheckArgs) -> PythonSafetyCheckResult:
-        """Check pinned pip requirements against PyPI advisories; report unpinned ones."""
-        self.calls.append(("security-scanner.python_safety_check", args))
-        key = args.requirements_file
-        found, _ = _threshold(self.dependency_vulnerabilities.get(key, []), args.severity)
-        return PythonSafetyCheckResult(
+    def _dependency_result(
+        self, result: type[_DepResult], tool: str, key: str, severity: Severity, args: BaseModel
+    ) -> _DepResult:
+        self.calls.append((f"security-scanner.{tool}", args))
+        found, _ = _threshold(self.dependency_vulnerabilities.get(key, []), severity)
+        return result(
             source=key,
-            severity=args.severity,
+            severity=severity,
             total_vulnerabilities=len(found),
             vulnerabilities=found,
             packages_checked=len({v.package for v in found}),
@@ -130,16 +134,19 @@ class FakeSecurityScannerServer(ToolServer):
         )
 
     @tool(read_only=True)
+    async def python_safety_check(self, args: PythonSafetyCheckArgs) -> PythonSafetyCheckResult:
+        """Check pinned pip requirements against PyPI advisories; report unpinned ones."""
+        return self._dependency_result(
+            PythonSafetyCheckResult,
+            "python_safety_check",
+            args.requirements_file,
+            args.severity,
+            args,
+        )
+
+    @tool(read_only=True)
     async def npm_audit(self, args: NpmAuditArgs) -> NpmAuditResult:
         """Check an npm project's locked dependencies against npm advisories."""
-        self.calls.append(("security-scanner.npm_audit", args))
-        key = args.package_path
-        found, _ = _threshold(self.dependency_vulnerabilities.get(key, []), args.severity)
-        return NpmAuditResult(
-            source=key,
-            severity=args.severity,
-            total_vulnerabilities=len(found),
-            vulnerabilities=found,
-            packages_checked=len({v.package for v in found}),
-            notices=self.dependency_notices.get(key, []),
+        return self._dependency_result(
+            NpmAuditResult, "npm_audit", args.package_path, args.severity, args
         )
