@@ -34,8 +34,9 @@ from schemas.tools.azure_devops import (
     RunPipelineArgs,
     WorkItem,
 )
+from tools.adapters.http_session import HttpSessionServer
 from tools.errors import ToolFailed, ToolTimeout, ToolTransientError
-from tools.spec import ToolServer, tool
+from tools.spec import tool
 
 SERVER = "azure-devops"
 JSON_PATCH = "application/json-patch+json"
@@ -118,30 +119,20 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-class AzureDevOpsServer(ToolServer):
+class AzureDevOpsServer(HttpSessionServer):
     """Work items, projects, pipelines and builds in one Azure DevOps organization."""
 
     name = SERVER
 
     def __init__(self, config: AzureDevOpsConfig, *, session: aiohttp.ClientSession | None = None):
+        super().__init__(session)
         self.config = config
-        self._session = session
-        self._owns_session = session is None
         token = f":{config.personal_access_token.get_secret_value()}".encode()
         self._auth = "Basic " + base64.b64encode(token).decode()
 
-    async def start(self) -> None:
-        """Open the HTTP session (idempotent)."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout)
-            )
-
-    async def close(self) -> None:
-        """Close the HTTP session if this server opened it."""
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-            self._session = None
+    def new_session(self) -> aiohttp.ClientSession:
+        """A session with the configured timeout."""
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.timeout))
 
     def _url(
         self, *segments: str, project: str | None = None, params: dict[str, Any] | None = None

@@ -29,8 +29,9 @@ from schemas.tools.prometheus import (
     Series,
     Target,
 )
+from tools.adapters.http_session import HttpSessionServer
 from tools.errors import ToolFailed, ToolTimeout, ToolTransientError
-from tools.spec import ToolServer, tool
+from tools.spec import tool
 
 __all__ = ["PrometheusConfig", "PrometheusServer", "parse_query_data", "parse_targets"]
 
@@ -134,7 +135,7 @@ def _unix(moment: datetime) -> str:
     return f"{moment.timestamp():.3f}"
 
 
-class PrometheusServer(ToolServer):
+class PrometheusServer(HttpSessionServer):
     """Read-only PromQL and target tools. ``session`` is injectable for tests."""
 
     name = "prometheus-monitoring"
@@ -142,32 +143,23 @@ class PrometheusServer(ToolServer):
     def __init__(
         self, config: PrometheusConfig, *, session: aiohttp.ClientSession | None = None
     ) -> None:
+        super().__init__(session)
         self.config = config
-        self._session = session
-        self._owns_session = session is None
 
-    async def start(self) -> None:
-        """Open the HTTP session (with the configured auth)."""
-        if self._session is not None:
-            return
+    def new_session(self) -> aiohttp.ClientSession:
+        """A session with the configured auth, timeout and TLS verification."""
         headers: dict[str, str] = {"Accept": "application/json"}
         if self.config.bearer_token is not None:
             headers["Authorization"] = f"Bearer {self.config.bearer_token.get_secret_value()}"
         auth = None
         if self.config.username is not None and self.config.password is not None:
             auth = aiohttp.BasicAuth(self.config.username, self.config.password.get_secret_value())
-        self._session = aiohttp.ClientSession(
+        return aiohttp.ClientSession(
             headers=headers,
             auth=auth,
             timeout=aiohttp.ClientTimeout(total=self.config.timeout),
             connector=aiohttp.TCPConnector(ssl=self.config.verify_ssl),
         )
-
-    async def close(self) -> None:
-        """Close the session if this server opened it."""
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-        self._session = None
 
     async def _api(
         self, tool_name: str, method: str, path: str, params: dict[str, str]

@@ -25,8 +25,9 @@ from schemas.tools.slack import (
     SendNotificationResult,
     SlackPostResult,
 )
+from tools.adapters.http_session import HttpSessionServer
 from tools.errors import ToolArgumentError, ToolFailed, ToolTimeout, ToolTransientError
-from tools.spec import ToolServer, tool
+from tools.spec import tool
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,16 @@ def notification_fields(details: dict[str, Any]) -> list[dict[str, Any]]:
             {"title": "more", "value": f"{len(items) - _MAX_FIELDS} more details", "short": True}
         )
     return fields
+
+
+def message_payload(args: PostMessageArgs) -> dict[str, Any]:
+    """The chat.postMessage body of a plain message (channel added by the caller)."""
+    payload: dict[str, Any] = {"text": args.text}
+    if args.blocks:
+        payload["blocks"] = args.blocks
+    if args.thread_ts:
+        payload["thread_ts"] = args.thread_ts
+    return payload
 
 
 def notification_payload(args: SendNotificationArgs, color: str) -> dict[str, Any]:
@@ -176,28 +187,18 @@ def _retry_after(headers: Any) -> float:
         return 1.0
 
 
-class SlackNotificationsServer(ToolServer):
+class SlackNotificationsServer(HttpSessionServer):
     """Posts messages and formatted notifications to Slack."""
 
     name = SERVER
 
     def __init__(self, config: SlackConfig, *, session: aiohttp.ClientSession | None = None):
+        super().__init__(session)
         self.config = config
-        self._session = session
-        self._owns_session = session is None
 
-    async def start(self) -> None:
-        """Open the HTTP session (idempotent)."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout)
-            )
-
-    async def close(self) -> None:
-        """Close the HTTP session if this server opened it."""
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-            self._session = None
+    def new_session(self) -> aiohttp.ClientSession:
+        """A session with the configured timeout."""
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.timeout))
 
     @tool()
     async def send_notification(self, args: SendNotificationArgs) -> SendNotificationResult:
@@ -212,11 +213,7 @@ class SlackNotificationsServer(ToolServer):
     @tool()
     async def post_message(self, args: PostMessageArgs) -> SlackPostResult:
         """Post a plain message, optionally with Block Kit blocks or into a thread."""
-        payload: dict[str, Any] = {"text": args.text}
-        if args.blocks:
-            payload["blocks"] = args.blocks
-        if args.thread_ts:
-            payload["thread_ts"] = args.thread_ts
+        payload = message_payload(args)
         return await self._post(f"{SERVER}.post_message", args.channel, payload)
 
     async def _post(

@@ -21,6 +21,7 @@ from schemas.tools.slack import (
 from tools.adapters.slack import (
     SERVER,
     SlackApiError,
+    message_payload,
     notification_color,
     notification_payload,
 )
@@ -77,11 +78,7 @@ class FakeSlackServer(ToolServer):
     @tool()
     async def post_message(self, args: PostMessageArgs) -> SlackPostResult:
         """Record a plain message."""
-        payload: dict[str, Any] = {"text": args.text}
-        if args.blocks:
-            payload["blocks"] = args.blocks
-        if args.thread_ts:
-            payload["thread_ts"] = args.thread_ts
+        payload = message_payload(args)
         return self._record(f"{SERVER}.post_message", args.channel, payload)
 
     def _record(self, name: str, channel: str | None, payload: dict[str, Any]) -> SlackPostResult:
