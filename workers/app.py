@@ -86,10 +86,15 @@ def make_middleware(
     ]
 
 
-async def run_unit(unit: Unit, settings: Settings, deps: Mapping[str, Any] | None = None) -> None:
-    """Run ``unit`` against RabbitMQ and Redis until SIGTERM/SIGINT, then drain."""
+async def run_unit(
+    unit: Unit,
+    settings: Settings,
+    redis: aioredis.Redis,
+    deps: Mapping[str, Any] | None = None,
+) -> None:
+    """Run ``unit`` against RabbitMQ and ``redis`` (the caller's client, from
+    :func:`connect_redis`) until SIGTERM/SIGINT, then drain."""
     registry = CollectorRegistry()
-    redis = await connect_redis(settings.redis_url)
     broker = make_broker(settings, connection_name=f"codebus-{unit.name}")
     try:
         await broker.connect()
@@ -104,7 +109,7 @@ async def run_unit(unit: Unit, settings: Settings, deps: Mapping[str, Any] | Non
         )
         runner = None
         if settings.http_port:
-            app = http.health_app(registry, {"broker": broker.ping, "redis": lambda: _ping(redis)})
+            app = http.health_app(registry, {"broker": broker.ping, "redis": redis.ping})
             runner = await http.serve(app, settings.http_host, settings.http_port)
         log.info("unit %s started (concurrency %d)", unit.name, settings.concurrency)
         try:
@@ -115,8 +120,3 @@ async def run_unit(unit: Unit, settings: Settings, deps: Mapping[str, Any] | Non
         log.info("unit %s stopped cleanly", unit.name)
     finally:
         await broker.close()
-        await redis.aclose()
-
-
-async def _ping(redis: aioredis.Redis) -> None:
-    await redis.ping()

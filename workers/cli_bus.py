@@ -65,7 +65,7 @@ def worker(ctx: click.Context, unit: str, concurrency: int | None) -> None:
                 raise ConfigError(str(exc)) from None
             deps.update(webhook_deps(config, redis, settings.names))
         try:
-            await run_unit(the_unit, settings, deps)
+            await run_unit(the_unit, settings, redis, deps)
         finally:
             await toolbox.close()
             await redis.aclose()

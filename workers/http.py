@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-Check = Callable[[], Awaitable[None]]
+Check = Callable[[], Awaitable[object]]  # raises when the dependency is not ready
 
 
 def health_app(registry: CollectorRegistry, checks: dict[str, Check]) -> web.Application:

@@ -157,3 +157,71 @@ async def test_breaker_commands_from_a_shell(redis_client, redis_url, names):
     assert reset.returncode == 0, reset.stderr
     server.plan.clear()
     assert (await toolbox.call_tool("httpish.deploy", {"image_tag": "a"})).deployed
+
+
+async def test_worker_process_serves_health_records_events_and_drains(
+    amqp_url, redis_url, redis_client, names
+):
+    import signal
+    import urllib.request
+
+    from tests.helpers import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "CODEBUS_AMQP_URL": amqp_url,
+        "CODEBUS_REDIS_URL": redis_url,
+        "CODEBUS_PREFIX": names.prefix,
+        "CODEBUS_FAKE_TOOLS": "true",
+        "CODEBUS_HTTP_HOST": "127.0.0.1",
+        "CODEBUS_HTTP_PORT": str(port),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from workers.cli import main; main()",
+        "worker",
+        "audit",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+    def ready() -> dict | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                return json.loads(r.read())
+        except OSError:
+            return None
+
+    try:
+        for _ in range(100):
+            if (status := await asyncio.to_thread(ready)) is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert status == {"status": "ok", "checks": {"broker": "ok", "redis": "ok"}}
+        out = await asyncio.to_thread(
+            run,
+            "publish",
+            "security.issue_found",
+            "--data",
+            '{"issue":"x"}',
+            env={k: env[k] for k in ("CODEBUS_AMQP_URL", "CODEBUS_PREFIX")},
+        )
+        assert out.returncode == 0, out.stderr
+        for _ in range(100):
+            if await redis_client.xlen(names.event_log_stream) == 1:
+                break
+            await asyncio.sleep(0.05)
+        [(_, fields)] = await redis_client.xrange(names.event_log_stream)
+        assert fields[b"id"].decode() == out.stdout.strip()
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await _inspect_and_clean(amqp_url, names)
+    assert proc.stdout is not None
+    assert b"stopped cleanly" in await proc.stdout.read()
