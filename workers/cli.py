@@ -33,23 +33,15 @@ def cli(ctx: click.Context) -> None:
 
 def _register() -> None:
     from workers import cli_bus, cli_dlq
+    from workers.cli_gateway import gateway_command, webhooks_group
+    from workers.cli_tools import breaker_group, tools_group
 
     for command in (*cli_bus.COMMANDS, cli_dlq.dlq):
         cli.add_command(command)
-    try:
-        from workers.cli_tools import breaker_group, tools_group
-
-        cli.add_command(tools_group, "tools")
-        cli.add_command(breaker_group, "breaker")
-    except ImportError:  # pragma: no cover - the tool layer is optional at import time
-        pass
-    try:
-        from workers.cli_gateway import gateway_command, webhooks_group
-
-        cli.add_command(gateway_command, "gateway")
-        cli.add_command(webhooks_group, "webhooks")
-    except ImportError:  # pragma: no cover
-        pass
+    cli.add_command(tools_group, "tools")
+    cli.add_command(breaker_group, "breaker")
+    cli.add_command(gateway_command, "gateway")
+    cli.add_command(webhooks_group, "webhooks")
 
 
 _register()

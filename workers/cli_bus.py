@@ -31,13 +31,7 @@ def worker(ctx: click.Context, unit: str, concurrency: int | None) -> None:
     """
     from workers.app import connect_redis, run_unit
     from workers.logs import configure
-    from workers.toolbox import (
-        build_toolbox,
-        fake_servers,
-        guard_config,
-        load_tools_file,
-        real_servers,
-    )
+    from workers.toolbox import build_toolbox, configured_servers, guard_config, load_tools_file
 
     settings = settings_of(ctx)
     if concurrency:
@@ -47,7 +41,7 @@ def worker(ctx: click.Context, unit: str, concurrency: int | None) -> None:
 
     async def main() -> None:
         tools_file = load_tools_file(settings.tools_config)
-        servers = fake_servers() if settings.fake_tools else real_servers(tools_file)
+        servers = configured_servers(settings.fake_tools, tools_file)
         redis = await connect_redis(settings.redis_url)
         toolbox = build_toolbox(
             servers, redis, settings.names, guard_config(tools_file), f"worker/{unit}"

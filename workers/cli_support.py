@@ -63,13 +63,9 @@ async def operator_toolbox(settings: Settings) -> Any:
     CODEBUS_FAKE_TOOLS=true), with the guard chain off (nothing is called)."""
     from tools.config import ToolboxConfig
     from tools.toolbox import Toolbox
-    from workers.toolbox import fake_servers, load_tools_file, real_servers
+    from workers.toolbox import configured_servers, load_tools_file
 
-    servers = (
-        fake_servers()
-        if settings.fake_tools
-        else real_servers(load_tools_file(settings.tools_config))
-    )
+    servers = configured_servers(settings.fake_tools, load_tools_file(settings.tools_config))
     off = ToolboxConfig.model_validate(
         {"defaults": {"cache": False, "breaker": False, "permission": False}}
     )
@@ -94,7 +90,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def friendly(func: Callable[..., T]) -> Callable[..., T]:
-    """Decorator for commands: ConfigError and unknown names become CliError."""
+    """Decorator for commands: configuration and validation errors become CliError."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> T:
@@ -102,8 +98,6 @@ def friendly(func: Callable[..., T]) -> Callable[..., T]:
             return func(*args, **kwargs)
         except (ConfigError, SchemaError) as exc:
             raise CliError(str(exc)) from None
-        except KeyError as exc:
-            raise CliError(str(exc.args[0]) if exc.args else "not found") from None
 
     return wrapper
 

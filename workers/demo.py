@@ -19,7 +19,6 @@ from tools.adapters.security_scanner_fake import FakeSecurityScannerServer
 from tools.adapters.slack_fake import FakeSlackServer
 from workers.embedded import EmbeddedSystem
 
-DEMO_UNITS = ("deploy", "security", "notify", "audit")
 VULNERABLE_IMAGE = "shop:2.0.0"
 MANIFEST = """\
 apiVersion: apps/v1
@@ -69,7 +68,7 @@ async def run_demo(out: TextIO, timeout: float = 30.0) -> int:
             f"{time.monotonic() - t0:6.3f}s  {ev.type:<26} {ev.id[:8]} {cause:<11} {_summary(ev)}\n"
         )
 
-    async with EmbeddedSystem(DEMO_UNITS, on_event=show) as system:
+    async with EmbeddedSystem(on_event=show) as system:
         system.server(FakeSecurityScannerServer).image_vulnerabilities[VULNERABLE_IMAGE] = [
             Vulnerability(
                 id="CVE-2022-0778",
@@ -83,7 +82,7 @@ async def run_demo(out: TextIO, timeout: float = 30.0) -> int:
         ]
         slack = system.server(FakeSlackServer)
         out.write("codebus demo: in-memory broker, fakeredis, fake tool servers\n")
-        out.write(f"units: {', '.join(DEMO_UNITS)}\n\n")
+        out.write(f"units: {', '.join(system.units)}\n\n")
         with tempfile.TemporaryDirectory() as ctx_dir:
             (Path(ctx_dir) / "Dockerfile").write_text("FROM scratch\n")
             (Path(ctx_dir) / "k8s.yaml").write_text(MANIFEST)

@@ -96,6 +96,11 @@ def real_servers(cfg: ToolsFile) -> list[ToolServer]:
     return [cls(getattr(cfg, key)) for key, cls in _REAL.items() if getattr(cfg, key) is not None]
 
 
+def configured_servers(fake: bool, cfg: ToolsFile) -> list[ToolServer]:
+    """The fakes (embedded mode, CODEBUS_FAKE_TOOLS) or the adapters ``cfg`` configures."""
+    return fake_servers() if fake else real_servers(cfg)
+
+
 def fake_servers() -> list[ToolServer]:
     """In-memory fakes of every tool server (embedded mode, demos, handler tests)."""
     return [

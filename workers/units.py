@@ -11,6 +11,7 @@ import importlib
 from dataclasses import dataclass
 
 from bus.router import Router, Subscription
+from workers.settings import ConfigError
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,14 @@ UNITS: dict[str, Unit] = {
 }
 
 
+class UnknownUnit(ConfigError):
+    """No worker unit has this name."""
+
+
 def get_unit(name: str) -> Unit:
-    """The unit called ``name``; the error lists the known ones."""
+    """The unit called ``name``; :class:`UnknownUnit` lists the known ones."""
     try:
         return UNITS[name]
     except KeyError:
-        raise KeyError(f"unknown worker unit {name!r}; known units: {', '.join(UNITS)}") from None
+        known = ", ".join(UNITS)
+        raise UnknownUnit(f"unknown worker unit {name!r}; known units: {known}") from None
