@@ -106,10 +106,12 @@ class MemoryBroker:
         self._queue(self.names.dead_letter_queue)
 
     async def close(self) -> None:
-        """Return unsettled deliveries to their queues and stop delivering."""
-        self.disconnect()
+        """Stop delivering, then return unsettled deliveries to their queues."""
         for q in self._queues.values():
+            for consumer in q.consumers:
+                consumer.active = False
             q.consumers.clear()
+        self.disconnect()
         self._connected = False
 
     def disconnect(self) -> None:

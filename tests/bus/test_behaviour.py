@@ -521,3 +521,25 @@ async def test_tap_sees_matching_events_without_touching_queues(broker, names):
     assert got == ["deployment.requested", "security.issue_found"]
     await asyncio.sleep(0.1)
     assert seen == ["deployment.requested"]
+
+
+async def test_memory_broker_close_returns_unsettled_without_redelivering(names):
+    from bus.memory import MemoryBroker
+
+    broker = MemoryBroker(names)
+    await broker.connect()
+    q = names.subscription_queue("closing")
+    await broker.declare_queue(q, ["#"])
+    calls = []
+
+    async def on(delivery) -> None:
+        calls.append(delivery.message.message_id)
+        await asyncio.sleep(10)
+
+    await broker.consume(q, on, prefetch=1)
+    await broker.send(q, Message(body=b"{}", routing_key="x.y", message_id="m1"))
+    await eventually(lambda: calls == ["m1"])
+    await broker.close()
+    await asyncio.sleep(0.05)
+    assert calls == ["m1"], "close() handed the message to a consumer being closed"
+    assert await broker.depth(q) == 1
