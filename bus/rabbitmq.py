@@ -6,6 +6,8 @@
   silent drop) and waits for the publisher confirm.
 - Subscription queues are durable, quorum by default (with a delivery limit and
   at-least-once dead-lettering), classic on request.
+- Acks are coalesced per channel (``bus.acks``): one ``multiple`` ack per event-loop
+  turn for the settled run of delivery tags, single acks for the rest.
 - Delayed redelivery: a headers exchange routes a message by its delay tier to a
   queue with no consumers; the per-message TTL expires and the queue dead-letters it
   into the direct retry exchange, which routes it back to the owning queue by name.
@@ -24,15 +26,17 @@ import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
-    AbstractIncomingMessage,
     AbstractRobustConnection,
     ExchangeType,
 )
+from aiormq.abc import DeliveredMessage
 
 from bus.abc import Delivery, Message, OnDelivery
 from bus.codec import encode
 from bus.errors import BrokerUnavailable, BusError, PublishNacked, Unroutable
 from bus.matching import validate_pattern
+from bus.rabbitmq_delivery import CONNECTION_ERRORS as _CONNECTION_ERRORS
+from bus.rabbitmq_delivery import AckTracker, LeanQueue
 from schemas.envelope import Event
 from schemas.names import (
     DEFAULT_NAMES,
@@ -46,15 +50,6 @@ from schemas.names import (
 log = logging.getLogger("codebus.bus.rabbitmq")
 
 QueueType = Literal["quorum", "classic"]
-
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    aiormq.exceptions.AMQPConnectionError,
-    aiormq.exceptions.ChannelInvalidStateError,
-    ConnectionError,
-    OSError,
-    asyncio.TimeoutError,
-    RuntimeError,  # aio-pika raises it for operations on a closed channel
-)
 
 
 def safe_url(url: str) -> str:
@@ -71,34 +66,6 @@ def _mismatch(what: str, exc: BaseException) -> str:
         f"CODEBUS_QUEUE_TYPE / CODEBUS_DELIVERY_LIMIT match it, or migrate or delete the "
         f"queues (see docs/operations.md)"
     )
-
-
-class _RabbitDelivery:
-    def __init__(self, incoming: AbstractIncomingMessage, queue: str) -> None:
-        self._incoming = incoming
-        self.queue = queue
-        self.redelivered = bool(incoming.redelivered)
-        self.message = Message(
-            body=incoming.body,
-            routing_key=incoming.routing_key or "",
-            message_id=incoming.message_id,
-            headers=dict(incoming.headers or {}),
-            content_type=incoming.content_type or "",
-        )
-
-    async def ack(self) -> None:
-        try:
-            await self._incoming.ack()
-        except _CONNECTION_ERRORS as exc:
-            # The channel died: the broker has already requeued the message and will
-            # redeliver it; the inbox makes the second delivery a no-op.
-            log.warning("ack lost with the channel (%s); message will be redelivered", exc)
-
-    async def nack(self, requeue: bool = True) -> None:
-        try:
-            await self._incoming.nack(requeue=requeue)
-        except _CONNECTION_ERRORS as exc:
-            log.warning("nack lost with the channel (%s); broker requeues it", exc)
 
 
 class _RabbitConsumer:
@@ -149,6 +116,7 @@ class RabbitBroker:
         self._conn: AbstractRobustConnection | None = None
         self._pub: AbstractChannel | None = None
         self._admin: AbstractChannel | None = None
+        self._fetched = AckTracker()  # acks of messages taken with get() (admin channel)
         self._exchanges: dict[str, AbstractExchange] = {}
         self._queue_args: dict[str, dict[str, Any]] = {}
 
@@ -302,43 +270,44 @@ class RabbitBroker:
         await self._publish(self.names.dead_exchange, message, message.routing_key)
 
     # -- consuming ----------------------------------------------------------------
-    async def consume(self, queue: str, on_delivery: OnDelivery, *, prefetch: int) -> Any:
-        conn = self._require(self._conn)
-        ch = await conn.channel(publisher_confirms=False)
+    async def _consumer_channel(self, prefetch: int) -> AbstractChannel:
+        ch = await self._require(self._conn).channel(publisher_confirms=False)
+        # Queues declared on this channel hand aiormq's messages straight to the
+        # callback (see bus.rabbitmq_delivery); restored after a reconnect all the same.
+        ch.QUEUE_CLASS = LeanQueue  # type: ignore[misc]
         await ch.set_qos(prefetch_count=prefetch)
-        q = await ch.declare_queue(
-            queue,
-            durable=True,
-            arguments=self._queue_args.get(queue, self.subscription_queue_args()),
-        )
+        return ch
 
-        async def callback(incoming: AbstractIncomingMessage) -> None:
-            await on_delivery(_RabbitDelivery(incoming, queue))
+    @staticmethod
+    async def _start(ch: AbstractChannel, q: Any, on_delivery: OnDelivery) -> _RabbitConsumer:
+        tracker, name = AckTracker(), q.name
+
+        async def callback(dm: DeliveredMessage) -> None:
+            await on_delivery(tracker.delivered(dm, name))
 
         tag = await q.consume(callback, no_ack=False)
-        return _RabbitConsumer(queue, ch, tag, q)
+        return _RabbitConsumer(name, ch, tag, q)
+
+    async def consume(self, queue: str, on_delivery: OnDelivery, *, prefetch: int) -> Any:
+        ch = await self._consumer_channel(prefetch)
+        args = self._queue_args.get(queue, self.subscription_queue_args())
+        q = await ch.declare_queue(queue, durable=True, arguments=args)
+        return await self._start(ch, q, on_delivery)
 
     async def tap(self, patterns: Sequence[str], on_delivery: OnDelivery) -> Any:
-        conn = self._require(self._conn)
-        ch = await conn.channel(publisher_confirms=False)
-        await ch.set_qos(prefetch_count=100)
+        ch = await self._consumer_channel(100)
         # A server-named, exclusive, auto-delete classic queue: gone with the channel.
         q = await ch.declare_queue("", exclusive=True, auto_delete=True, durable=False)
         events = await ch.declare_exchange(self.names.events_exchange, passive=True)
         for pattern in patterns:
             await q.bind(events, validate_pattern(pattern))
-
-        async def callback(incoming: AbstractIncomingMessage) -> None:
-            await on_delivery(_RabbitDelivery(incoming, q.name))
-
-        tag = await q.consume(callback, no_ack=False)
-        return _RabbitConsumer(q.name, ch, tag, q)
+        return await self._start(ch, q, on_delivery)
 
     async def get(self, queue: str) -> Delivery | None:
         ch = self._require(self._admin)
         q = await ch.get_queue(queue, ensure=False)
         incoming = await q.get(no_ack=False, fail=False)
-        return None if incoming is None else _RabbitDelivery(incoming, queue)
+        return None if incoming is None else self._fetched.fetched(incoming, queue)
 
     async def purge(self, queue: str) -> int:
         ch = self._require(self._admin)

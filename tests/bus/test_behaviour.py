@@ -147,6 +147,30 @@ async def test_worker_handles_and_acks(broker, names, middleware_for):
     assert await ready_count(broker, names.subscription_queue("ok")) == 0
 
 
+async def test_out_of_order_completions_settle_each_delivery_once(broker, names):
+    """Handlers finish in random order (acks are coalesced on RabbitMQ): every event
+    runs exactly once, none comes back, and the queue ends empty. No inbox here, so a
+    wrong multiple-ack (a channel error, then redeliveries) would show as a second run."""
+    import random
+
+    router = Router("t")
+    runs: dict[str, int] = {}
+    rng = random.Random(7)
+
+    @router.subscribe("deployment.requested", name="shuffled")
+    async def handle(payload: DeploymentRequested, ctx) -> None:
+        await asyncio.sleep(rng.random() * 0.02)
+        runs[payload.version] = runs.get(payload.version, 0) + 1
+
+    async with running(Worker(broker, router.subscriptions, concurrency=32)) as w:
+        await asyncio.gather(*(broker.publish(requested(version=f"2.{i}")) for i in range(300)))
+        await eventually(lambda: len(runs) == 300, timeout=30, what="300 handled")
+        await eventually(lambda: w.in_flight() == 0)
+        await asyncio.sleep(0.3)  # room for any redelivery to arrive
+    assert runs == {f"2.{i}": 1 for i in range(300)}
+    assert await ready_count(broker, names.subscription_queue("shuffled")) == 0
+
+
 async def test_retry_with_backoff_then_success(broker, names, middleware_for):
     router = Router("t")
     attempts: list[tuple[int, float]] = []
