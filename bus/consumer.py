@@ -60,6 +60,17 @@ class SubscriptionConsumer:
         self.subscription = subscription
         self.queue = broker.names.subscription_queue(subscription.name)
         self.middleware = list(middleware)
+        # Only the hooks a middleware overrides are called (per delivery, in order).
+        self._before = [
+            m.before_process
+            for m in self.middleware
+            if type(m).before_process is not Middleware.before_process
+        ]
+        self._after = [
+            m.after_process
+            for m in reversed(self.middleware)
+            if type(m).after_process is not Middleware.after_process
+        ]
         self.deps = deps
         self.stopping = stopping
         self.source = source
@@ -89,8 +100,8 @@ class SubscriptionConsumer:
         outcome = self._validate(p)
         if outcome is None:
             outcome = await self._run(p)
-        for m in reversed(self.middleware):
-            outcome = await m.after_process(p, outcome)
+        for after in self._after:
+            outcome = await after(p, outcome)
         if isinstance(outcome, Failed):  # no retries middleware installed
             kind = "rejected" if not outcome.retryable else "exhausted"
             outcome = DeadLetter(kind, describe_error(outcome.error))
@@ -120,8 +131,8 @@ class SubscriptionConsumer:
         return None
 
     async def _run(self, p: Processing) -> Outcome:
-        for m in self.middleware:
-            early = await m.before_process(p)
+        for before in self._before:
+            early = await before(p)
             if early is not None:
                 return early
         assert p.event is not None

@@ -11,6 +11,7 @@ handler (fail closed).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 from collections.abc import Callable, Sequence
@@ -122,13 +123,17 @@ class Inbox:
         self.lease_ms = max(1, int(lease * 1000))
         self.retention_ms = max(1, int(retention * 1000))
         self._batch = ScriptBatcher(redis, _OPS)
+        # Claim values: unique per claim across processes (a random prefix per inbox and
+        # a counter), so a delivery only ever swaps or completes its own claim.
+        self._owner = f"run:{secrets.token_hex(8)}:"
+        self._claims = itertools.count(1)
         self._active: dict[str, Claimed] = {}
         self._keeper: asyncio.Task[None] | None = None
 
     async def claim(self, subscription: str, event_id: str) -> ClaimResult:
         """Try to take the event for this delivery."""
         key = self.names.inbox_key(subscription, event_id)
-        value = "run:" + secrets.token_hex(8)
+        value = f"{self._owner}{next(self._claims):x}"
         try:
             res = await self._batch.call("claim", key, value, self.lease_ms)
         except (RedisError, OSError) as exc:
