@@ -104,10 +104,18 @@ async def publish(setup: Setup, n: int, rate: float | None) -> None:
     await asyncio.gather(*batch)
 
 
-async def run_codebus(
-    setup: Setup, recorder: Recorder, prefetch: int
-) -> Callable[[], Awaitable[None]]:
+class Runner:
+    """A prepared consumer: ``start()`` is timed, connection set-up is not."""
+
+    def __init__(
+        self, start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+    ) -> None:
+        self.start, self.stop = start, stop
+
+
+async def run_codebus(setup: Setup, recorder: Recorder, prefetch: int) -> Runner:
     redis = aioredis.Redis.from_url(REDIS_URL)
+    await redis.ping()
     router = Router("bench")
 
     @router.subscribe("deployment.requested", name="bench")
@@ -120,7 +128,6 @@ async def run_codebus(
         RetriesMiddleware(),
     ]
     worker = Worker(setup.broker, router.subscriptions, middleware=middleware, concurrency=prefetch)
-    await worker.start()
 
     async def stop() -> None:
         await worker.stop()
@@ -129,10 +136,10 @@ async def run_codebus(
             await redis.delete(*keys[i : i + 1000])
         await redis.aclose()
 
-    return stop
+    return Runner(worker.start, stop)
 
 
-async def run_raw(setup: Setup, recorder: Recorder, prefetch: int) -> Callable[[], Awaitable[None]]:
+async def run_raw(setup: Setup, recorder: Recorder, prefetch: int) -> Runner:
     conn = await aio_pika.connect_robust(AMQP_URL)
     ch = await conn.channel()
     await ch.set_qos(prefetch_count=prefetch)
@@ -145,13 +152,16 @@ async def run_raw(setup: Setup, recorder: Recorder, prefetch: int) -> Callable[[
         sent = (message.headers or {}).get(SENT_AT)
         recorder.settled(float(sent) if sent is not None else None)
 
-    tag = await q.consume(on_message)
+    tags: list[str] = []
+
+    async def start() -> None:
+        tags.append(await q.consume(on_message))
 
     async def stop() -> None:
-        await q.cancel(tag)
+        await q.cancel(tags[0])
         await conn.close()
 
-    return stop
+    return Runner(start, stop)
 
 
 RUNNERS = {"raw aio-pika": run_raw, "codebus": run_codebus}
@@ -173,15 +183,16 @@ async def throughput(kind: str, n: int, prefetch: int) -> tuple[float, float, fl
         await publish(setup, n, rate=None)
         recorder = Recorder()
         recorder.target = n
+        runner = await RUNNERS[kind](setup, recorder, prefetch)
         rss0 = rss_mib()
         cpu0 = time.process_time()
         t0 = time.perf_counter()
-        stop = await RUNNERS[kind](setup, recorder, prefetch)
+        await runner.start()
         await asyncio.wait_for(recorder.done.wait(), 600)
         elapsed = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
         growth = rss_mib() - rss0
-        await stop()
+        await runner.stop()
     return n / elapsed, cpu / n * 1000, growth
 
 
@@ -190,10 +201,11 @@ async def latency(kind: str, n: int, rate: float, prefetch: int) -> tuple[float,
     async with Setup() as setup:
         recorder = Recorder()
         recorder.target = n
-        stop = await RUNNERS[kind](setup, recorder, prefetch)
+        runner = await RUNNERS[kind](setup, recorder, prefetch)
+        await runner.start()
         await publish(setup, n, rate=rate)
         await asyncio.wait_for(recorder.done.wait(), 600)
-        await stop()
+        await runner.stop()
     lat = sorted(recorder.latencies)
     return (
         statistics.median(lat) * 1000,
@@ -201,10 +213,16 @@ async def latency(kind: str, n: int, rate: float, prefetch: int) -> tuple[float,
     )
 
 
+def order(r: int) -> list[str]:
+    """raw first in odd rounds, codebus first in even ones: drift hits both alike."""
+    kinds = list(RUNNERS)
+    return kinds if r % 2 == 0 else kinds[::-1]
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=20_000)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--prefetch", type=int, default=64)
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--latency-messages", type=int, default=5_000)
@@ -215,7 +233,7 @@ async def main() -> None:
     rss: dict[str, list[float]] = {k: [] for k in RUNNERS}
     lat: dict[str, list[tuple[float, float]]] = {k: [] for k in RUNNERS}
     for r in range(args.rounds):
-        for kind in RUNNERS:  # alternated: raw, codebus, raw, codebus, ...
+        for kind in order(r):
             rate, cpu, growth = await throughput(kind, args.messages, args.prefetch)
             tput[kind].append(rate)
             cpu_per_k[kind].append(cpu)
@@ -225,25 +243,26 @@ async def main() -> None:
                 f"cpu {cpu * 1000:5.0f} us/msg  rss +{growth:5.1f} MiB",
                 flush=True,
             )
-        for kind in RUNNERS:
+        for kind in order(r):
             p50, p99 = await latency(kind, args.latency_messages, args.rate, args.prefetch)
             lat[kind].append((p50, p99))
             print(
                 f"round {r + 1} {kind:<13} latency p50 {p50:6.2f} ms  p99 {p99:6.2f} ms", flush=True
             )
     raw, cb = "raw aio-pika", "codebus"
-    t_raw, t_cb = statistics.median(tput[raw]), statistics.median(tput[cb])
-    p50_raw = statistics.median(x[0] for x in lat[raw])
-    p99_raw = statistics.median(x[1] for x in lat[raw])
-    p50_cb = statistics.median(x[0] for x in lat[cb])
-    p99_cb = statistics.median(x[1] for x in lat[cb])
+    med = statistics.median
+    t_raw, t_cb = med(tput[raw]), med(tput[cb])
+    p50_raw, p99_raw = med(x[0] for x in lat[raw]), med(x[1] for x in lat[raw])
+    p50_cb, p99_cb = med(x[0] for x in lat[cb]), med(x[1] for x in lat[cb])
+    c_raw, c_cb = med(cpu_per_k[raw]), med(cpu_per_k[cb])
+    m_raw, m_cb = max(rss[raw]), max(rss[cb])
+    paired = sorted(c / r for c, r in zip(tput[cb], tput[raw], strict=True))
+    paired_p99 = sorted(c[1] / r[1] for c, r in zip(lat[cb], lat[raw], strict=True))
     print()
     print(
         f"messages={args.messages} rounds={args.rounds} prefetch={args.prefetch} "
         f"queue=quorum, persistent, publisher confirms; latency at {args.rate:.0f} msg/s"
     )
-    c_raw, c_cb = statistics.median(cpu_per_k[raw]), statistics.median(cpu_per_k[cb])
-    m_raw, m_cb = max(rss[raw]), max(rss[cb])
     print(f"{'':<14}{'msg/s':>10}{'cpu us/msg':>12}{'p50 ms':>10}{'p99 ms':>10}{'rss +MiB':>10}")
     for name, t, c, p50, p99, m in (
         (raw, t_raw, c_raw, p50_raw, p99_raw, m_raw),
@@ -251,8 +270,13 @@ async def main() -> None:
     ):
         print(f"{name:<14}{t:>10.0f}{c * 1000:>12.0f}{p50:>10.2f}{p99:>10.2f}{m:>10.1f}")
     print(
-        f"ratio codebus/raw: throughput {t_cb / t_raw:.2f}x, p50 {p50_cb / p50_raw:.2f}x, "
-        f"p99 {p99_cb / p99_raw:.2f}x"
+        f"ratio codebus/raw (medians): throughput {t_cb / t_raw:.2f}x, "
+        f"p50 {p50_cb / p50_raw:.2f}x, p99 {p99_cb / p99_raw:.2f}x"
+    )
+    print(
+        f"per-round throughput ratios: {', '.join(f'{x:.2f}' for x in paired)} "
+        f"(median {med(paired):.2f}x); per-round p99 ratios: "
+        f"{', '.join(f'{x:.2f}' for x in paired_p99)} (median {med(paired_p99):.2f}x)"
     )
 
 

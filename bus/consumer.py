@@ -82,15 +82,19 @@ class SubscriptionConsumer:
         if task is not None:
             self.in_flight.add(task)
         try:
-            outcome = await self.process(delivery)
-        except asyncio.CancelledError:
-            # Forced shutdown after the grace period: give the message back.
-            await asyncio.shield(delivery.nack(requeue=True))
-            raise
+            try:
+                outcome = await self.process(delivery)
+            except asyncio.CancelledError:
+                # Forced shutdown after the grace period: give the message back.
+                await asyncio.shield(delivery.nack(requeue=True))
+                raise
+            # Still in flight while settling: a graceful stop waits for the ack to be
+            # written before it closes the channel. (Cancelled here, the delivery is
+            # left unsettled; closing the channel returns it.)
+            await self.settle(delivery, outcome)
         finally:
             if task is not None:
                 self.in_flight.discard(task)
-        await self.settle(delivery, outcome)
 
     async def process(self, delivery: Delivery) -> Outcome:
         """Run validation, middleware and the handler; return what to do."""
