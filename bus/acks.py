@@ -26,7 +26,10 @@ class ChannelAcks:
     def __init__(self, channel: Any) -> None:
         self.channel = channel  # aiormq channel: basic_ack / basic_nack
         self._watermark = 0  # every tag <= watermark is settled
-        self._settled: set[int] = set()  # settled tags above the watermark
+        # Settled runs above the watermark, as intervals (start -> end, end -> start):
+        # as many as there are unsettled deliveries below them, however many settle.
+        self._run_end: dict[int, int] = {}
+        self._run_start: dict[int, int] = {}
         self._pending: list[int] = []  # acks requested, not yet written
         self._flushed: asyncio.Future[None] | None = None
         self._writing = asyncio.Lock()
@@ -47,11 +50,24 @@ class ChannelAcks:
             await self.channel.basic_nack(tag, requeue=requeue)
         self._settle(tag)
 
+    @property
+    def runs(self) -> int:
+        """Runs of settled tags waiting above an unsettled one."""
+        return len(self._run_end)
+
     def _settle(self, tag: int) -> None:
-        self._settled.add(tag)
-        while self._watermark + 1 in self._settled:
-            self._watermark += 1
-            self._settled.discard(self._watermark)
+        start = end = tag
+        if tag - 1 in self._run_start:  # a run ends just below: extend it
+            start = self._run_start.pop(tag - 1)
+            del self._run_end[start]
+        if tag + 1 in self._run_end:  # a run starts just above: join it
+            end = self._run_end.pop(tag + 1)
+            del self._run_start[end]
+        if start == self._watermark + 1:
+            self._watermark = end
+        else:
+            self._run_end[start] = end
+            self._run_start[end] = start
 
     def _flush(self) -> None:
         tags, self._pending = self._pending, []

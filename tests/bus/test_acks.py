@@ -128,3 +128,17 @@ async def test_watermark_only_moves_over_settled_tags(first: int):
     acks = ChannelAcks(channel)
     await settle(acks, channel, first, False)
     assert channel.unacked == [t for t in (1, 2, 3) if t != first]
+
+
+async def test_bookkeeping_stays_small_behind_a_stuck_delivery():
+    """Thousands of deliveries settle while tag 1 hangs: one run is remembered, not a
+    set of thousands of tags."""
+    channel = StrictChannel(5001)
+    acks = ChannelAcks(channel)
+    for start in range(2, 5002, 500):
+        await asyncio.gather(
+            *(settle(acks, channel, t, False) for t in range(start, min(start + 500, 5002)))
+        )
+    assert acks.runs == 1 and channel.unacked == [1]
+    await settle(acks, channel, 1, False)
+    assert acks.runs == 0 and channel.unacked == []
