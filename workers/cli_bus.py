@@ -15,7 +15,6 @@ from bus.router import describe
 from schemas.envelope import Event, new_event
 from schemas.events import EVENT_TYPES, validate_payload
 from workers.cli_support import CliError, dump, friendly, run_async, settings_of
-from workers.settings import ConfigError
 from workers.units import UNITS, get_unit
 
 
@@ -47,17 +46,7 @@ def worker(ctx: click.Context, unit: str, concurrency: int | None) -> None:
             servers, redis, settings.names, guard_config(tools_file), f"worker/{unit}"
         )
         deps: dict[str, object] = {"toolbox": toolbox.as_role(unit)}
-        if unit == "webhooks":
-            from gateway.config import load_config
-            from handlers.webhooks import webhook_deps
-
-            if settings.gateway_config is None:
-                raise ConfigError("the webhooks unit needs CODEBUS_GATEWAY_CONFIG (subscriptions)")
-            try:
-                config = load_config(settings.gateway_config)
-            except ValueError as exc:  # gateway.config.ConfigError names file and field
-                raise ConfigError(str(exc)) from None
-            deps.update(webhook_deps(config, redis, settings.names))
+        deps.update(the_unit.extra_deps(settings, redis))
         try:
             await run_unit(the_unit, settings, redis, deps)
         finally:

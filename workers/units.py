@@ -8,27 +8,43 @@ unit pulls in only what it runs.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bus.router import Router, Subscription
-from workers.settings import ConfigError
+from workers.settings import ConfigError, Settings
+
+#: ``(settings, redis) -> deps``: what a unit's handlers need beyond the toolbox;
+#: raises ConfigError naming the missing or bad setting.
+DepsFactory = Callable[[Settings, Any], dict[str, Any]]
+
+
+def _resolve(ref: str) -> Any:
+    module, attr = ref.split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One deployable worker: the routers (``module:attribute``) it runs."""
+    """One deployable worker: the routers (``module:attribute``) it runs, and the
+    factory (``module:function``, a :data:`DepsFactory`) of its extra dependencies."""
 
     name: str
     description: str
     routers: tuple[str, ...]
+    deps: str | None = None
 
     def load(self) -> list[Router]:
         """Import and return this unit's routers."""
-        out = []
-        for ref in self.routers:
-            module, attr = ref.split(":")
-            out.append(getattr(importlib.import_module(module), attr))
-        return out
+        return [_resolve(ref) for ref in self.routers]
+
+    def extra_deps(self, settings: Settings, redis: Any) -> dict[str, Any]:
+        """The dependencies this unit needs beyond the toolbox (none for most)."""
+        if self.deps is None:
+            return {}
+        factory: DepsFactory = _resolve(self.deps)
+        return factory(settings, redis)
 
     def subscriptions(self) -> list[Subscription]:
         """Every subscription of the unit."""
@@ -44,7 +60,12 @@ UNITS: dict[str, Unit] = {
         Unit("security", "image scans and security findings", ("handlers.security:router",)),
         Unit("notify", "notifications to people (Slack)", ("handlers.notifications:router",)),
         Unit("audit", "an append-only audit trail of every event", ("handlers.audit:router",)),
-        Unit("webhooks", "signed outbound webhook delivery", ("handlers.webhooks:router",)),
+        Unit(
+            "webhooks",
+            "signed outbound webhook delivery",
+            ("handlers.webhooks:router",),
+            deps="workers.unit_deps:webhooks",
+        ),
     )
 }
 

@@ -225,3 +225,24 @@ async def test_worker_process_serves_health_records_events_and_drains(
         await _inspect_and_clean(amqp_url, names)
     assert proc.stdout is not None
     assert b"stopped cleanly" in await proc.stdout.read()
+
+
+def test_units_build_their_extra_dependencies(tmp_path, monkeypatch):
+    import fakeredis.aioredis
+
+    from workers.settings import ConfigError, Settings
+
+    assert UNITS["audit"].extra_deps(Settings(), None) == {}
+    with pytest.raises(ConfigError, match="needs CODEBUS_GATEWAY_CONFIG"):
+        UNITS["webhooks"].extra_deps(Settings(gateway_config=None), None)
+    bad = tmp_path / "gateway.yaml"
+    bad.write_text("subscriptions: 5\n")
+    with pytest.raises(ConfigError, match="subscriptions"):
+        UNITS["webhooks"].extra_deps(Settings(gateway_config=bad), None)
+    for var in ("ALERTMANAGER_WEBHOOK_TOKEN", "AUDIT_SINK_SECRET", "CI_WEBHOOK_SECRET"):
+        monkeypatch.setenv(var, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", "gh-secret")
+    example = Settings(gateway_config="deploy/gateway.example.yaml")
+    deps = UNITS["webhooks"].extra_deps(example, fakeredis.aioredis.FakeRedis())
+    assert len(deps) == 3
+    assert any(type(v).__name__ == "GatewayConfig" for v in deps.values())

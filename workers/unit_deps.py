@@ -1,0 +1,24 @@
+"""Dependency factories of the worker units that need more than the toolbox
+(``Unit.deps``). Each takes the settings and the process's Redis client and raises
+:class:`ConfigError` naming the setting that is missing or wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workers.settings import ConfigError, Settings
+
+
+def webhooks(settings: Settings, redis: Any) -> dict[str, Any]:
+    """The outbound subscriptions (from the gateway configuration), the signing sender
+    and the delivery log."""
+    from gateway.config import load_config
+    from handlers.webhooks import webhook_deps
+
+    if settings.gateway_config is None:
+        raise ConfigError("the webhooks unit needs CODEBUS_GATEWAY_CONFIG (subscriptions)")
+    try:
+        config = load_config(settings.gateway_config)
+    except ValueError as exc:  # gateway.config.ConfigError names file and field
+        raise ConfigError(str(exc)) from None
+    return webhook_deps(config, redis, settings.names)
