@@ -224,6 +224,13 @@ class Inbox:
         except (RedisError, OSError) as exc:
             raise InboxUnavailable(f"inbox completion failed: {exc}") from exc
 
+    async def aclose(self) -> None:
+        """Stop keeping leases and close the inbox's own Redis connection (the client
+        passed in stays open: it belongs to the caller)."""
+        if self._keeper is not None:
+            self._keeper.cancel()
+        await self._batch.aclose()
+
     async def is_done(self, subscription: str, event_id: str) -> bool:
         """True when the event has a done-mark in this subscription."""
         try:

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # The whole batch travels as ONE argument: fields separated by the ASCII unit
 # separator (31), (width + 2) fields per call: op code, key, arguments. Encoding one
@@ -68,6 +70,7 @@ class ScriptBatcher:
         table = ",\n".join(op.function.strip() for op in ops.values())
         self.source = f"local OPS = {{\n{table}\n}}\n{_DISPATCH}"
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+        self._conn: Any = None  # one connection of its own: one batch is in flight at most
         self._queue: list[tuple[str, asyncio.Future[Any]]] = []
         self._busy = False
         self._scheduled = False
@@ -105,14 +108,36 @@ class ScriptBatcher:
             if self._queue:
                 self._flush()
 
+    async def _evalsha(self, blob: str) -> Any:
+        """EVALSHA on the batcher's own connection (made from the client's pool settings:
+        address, credentials, database, timeouts), skipping the pool checkout and the
+        client's command wrapper per batch. Dropped on a connection error; the next batch
+        connects again."""
+        conn = self._conn
+        if conn is None:
+            conn = self._conn = self.redis.connection_pool.make_connection()
+        try:
+            await conn.send_command("EVALSHA", self.sha, 0, blob, self._width)
+            return await conn.read_response()
+        except (RedisConnectionError, RedisTimeoutError, OSError, asyncio.CancelledError):
+            self._conn = None
+            await conn.disconnect()
+            raise
+
+    async def aclose(self) -> None:
+        """Close the batcher's connection."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.disconnect()
+
     async def _execute(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
         blob = SEP.join(record for record, _ in batch)
         try:
             try:
-                results = await self.redis.evalsha(self.sha, 0, blob, self._width)
+                results = await self._evalsha(blob)
             except NoScriptError:
                 await self.redis.script_load(self.source)
-                results = await self.redis.evalsha(self.sha, 0, blob, self._width)
+                results = await self._evalsha(blob)
         except Exception as exc:  # every caller of the batch gets the error
             for _, fut in batch:
                 if not fut.done():

@@ -39,6 +39,9 @@ class IdempotencyMiddleware(Middleware):
                 await asyncio.sleep(delay)
                 delay = min(self.max_backoff, delay * 2)
 
+    async def on_stop(self) -> None:
+        await self.inbox.aclose()
+
     async def before_process(self, p: Processing) -> Outcome | None:
         assert p.event is not None
         name, event_id = p.subscription.name, p.event.id
