@@ -40,9 +40,20 @@ def safe_redis_url(url: str) -> str:
     return f"{p.scheme}://{p.hostname or ''}{':' + str(p.port) if p.port else ''}{p.path}"
 
 
+#: No codebus command blocks on the server, so a reply slower than this means a hung
+#: or half-open connection: the command fails (the inbox then holds its deliveries
+#: and retries) instead of waiting forever.
+REDIS_SOCKET_TIMEOUT = 10.0
+
+
 async def connect_redis(url: str) -> aioredis.Redis:
     """A client that has answered PING; :class:`RedisUnavailable` otherwise."""
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=15)
+    client = aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=5,
+        socket_timeout=REDIS_SOCKET_TIMEOUT,
+        health_check_interval=15,
+    )
     try:
         await client.ping()
     except (RedisError, OSError) as exc:

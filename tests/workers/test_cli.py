@@ -246,3 +246,20 @@ def test_units_build_their_extra_dependencies(tmp_path, monkeypatch):
     deps = UNITS["webhooks"].extra_deps(example, fakeredis.aioredis.FakeRedis())
     assert len(deps) == 3
     assert any(type(v).__name__ == "GatewayConfig" for v in deps.values())
+
+
+async def test_a_hung_redis_is_an_error_not_a_wait(monkeypatch):
+    """A server that accepts and never answers (a half-open connection) fails the
+    command after the socket timeout instead of stalling the worker forever."""
+    import time
+
+    from tests.helpers import silent_server
+    from workers import app
+
+    monkeypatch.setattr(app, "REDIS_SOCKET_TIMEOUT", 0.5)
+    async with silent_server() as url:
+        port = url.rsplit(":", 1)[1]
+        t0 = time.monotonic()
+        with pytest.raises(app.RedisUnavailable, match="cannot reach Redis"):
+            await asyncio.wait_for(app.connect_redis(f"redis://127.0.0.1:{port}/0"), 10)
+        assert time.monotonic() - t0 < 5
