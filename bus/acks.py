@@ -33,6 +33,7 @@ class ChannelAcks:
         self._pending: list[int] = []  # acks requested, not yet written
         self._flushed: asyncio.Future[None] | None = None
         self._writing = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
         self.frames = 0  # ack frames written (for tests and benchmarks)
 
     async def ack(self, tag: int) -> None:
@@ -79,6 +80,8 @@ class ChannelAcks:
         top = max((t for t in tags if t <= self._watermark), default=0)
         singles = sorted(t for t in tags if t > self._watermark)
         task = asyncio.get_running_loop().create_task(self._write(top, singles))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda t: _resolve(done, t))
 
     async def _write(self, top: int, singles: list[int]) -> None:

@@ -71,6 +71,7 @@ class ScriptBatcher:
         self.source = f"local OPS = {{\n{table}\n}}\n{_DISPATCH}"
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
         self._conn: Any = None  # one connection of its own: one batch is in flight at most
+        self._sending: asyncio.Task[None] | None = None  # a strong reference to that batch
         self._queue: list[tuple[str, asyncio.Future[Any]]] = []
         self._busy = False
         self._scheduled = False
@@ -98,7 +99,7 @@ class ScriptBatcher:
             return
         batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
         self._busy = True
-        asyncio.get_running_loop().create_task(self._send(batch))
+        self._sending = asyncio.get_running_loop().create_task(self._send(batch))
 
     async def _send(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
         try:
