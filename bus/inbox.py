@@ -158,26 +158,35 @@ class Inbox:
 
     async def _keep_leases(self) -> None:
         interval = self.lease_ms / 3000
+        pause = interval
         while self._active:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(pause)
             held = list(self._active.values())
-            kept = await asyncio.gather(*(self.extend(c) for c in held))
+            kept = await asyncio.gather(*(self._try_extend(c) for c in held))
+            # After a Redis error, try again soon: the lease is already a round older.
+            pause = interval / 4 if None in kept else interval
             for claim, ok in zip(held, kept, strict=True):
-                if not ok and self._active.get(claim.key) is claim:
+                if ok is False and self._active.get(claim.key) is claim:
                     log.warning("lost the inbox lease on %s", claim.key)
                     del self._active[claim.key]
+
+    async def _try_extend(self, claim: Claimed) -> bool | None:
+        """True extended, False no longer ours, None Redis failed: keep the claim and
+        try again next round (a lease spans three rounds)."""
+        try:
+            res = await self._batch.call("swap", claim.key, claim.value, claim.value, self.lease_ms)
+        except (RedisError, OSError) as exc:
+            log.warning("could not extend the inbox lease on %s (%s); retrying", claim.key, exc)
+            return None
+        return bool(res)
 
     def _drop(self, claim: Claimed) -> None:
         if self._active.get(claim.key) is claim:
             del self._active[claim.key]
 
     async def extend(self, claim: Claimed) -> bool:
-        """Push the lease forward; False if the claim is no longer ours."""
-        try:
-            res = await self._batch.call("swap", claim.key, claim.value, claim.value, self.lease_ms)
-        except (RedisError, OSError):
-            return False
-        return bool(res)
+        """Push the lease forward; False if the claim is no longer ours or Redis failed."""
+        return bool(await self._try_extend(claim))
 
     async def release(self, claim: Claimed) -> None:
         """Give the claim up after a failed attempt (best effort: the lease expires anyway)."""

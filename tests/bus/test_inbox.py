@@ -86,3 +86,27 @@ async def test_release_lets_the_next_delivery_claim(redis_client, names):
     claim = await inbox.claim("s", "retry")
     await inbox.release(claim)
     assert isinstance(await inbox.claim("s", "retry"), Claimed)
+
+
+async def test_a_failed_lease_extension_is_retried_not_given_up(redis_client, names):
+    """One Redis error while extending (a restart, a blip) must not let the lease lapse
+    under a running handler: the keeper tries again next round."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    inbox = Inbox(redis_client, names, lease=0.6)  # extended every 0.2 s
+    claim = await inbox.claim("s", "blip")
+    assert isinstance(claim, Claimed)
+    real_call, failures = inbox._batch.call, []
+
+    async def flaky(op, *args):
+        if op == "swap" and len(failures) < 2:
+            failures.append(op)
+            raise RedisConnectionError("Connection reset by peer")
+        return await real_call(op, *args)
+
+    inbox._batch.call = flaky  # type: ignore[method-assign]
+    await asyncio.sleep(1.5)  # over two lease periods
+    assert len(failures) == 2
+    assert await redis_client.get(claim.key) == claim.value.encode(), "the lease lapsed"
+    assert await inbox.complete(claim) is True
+    await inbox.aclose()
