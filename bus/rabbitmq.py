@@ -51,6 +51,13 @@ log = logging.getLogger("codebus.bus.rabbitmq")
 
 QueueType = Literal["quorum", "classic"]
 
+#: The dead-letter queue's own delivery limit. Listing dead letters takes them with
+#: basic.get and requeues them, which counts as a delivery; RabbitMQ 4.x gives quorum
+#: queues a default limit of 20 and DROPS messages past it when the queue has no
+#: dead-letter exchange (this one has none). An explicit, unreachable limit keeps
+#: ``codebus dlq list`` from ever destroying what it lists.
+DEAD_LETTER_DELIVERY_LIMIT = 2**31 - 1
+
 
 def safe_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
@@ -184,7 +191,7 @@ class RabbitBroker:
         for name, kind in kinds.items():
             self._exchanges[name] = await ch.declare_exchange(name, kind, durable=True)
         dead = await ch.declare_queue(
-            n.dead_letter_queue, durable=True, arguments=self._durable_queue_args(None)
+            n.dead_letter_queue, durable=True, arguments=self.dead_letter_queue_args()
         )
         await dead.bind(self._exchanges[n.dead_exchange], routing_key="")
         for tier in range(MIN_DELAY_TIER, MAX_DELAY_TIER + 1):
@@ -197,6 +204,13 @@ class RabbitBroker:
                 self._exchanges[n.delay_exchange],
                 arguments={"x-match": "all", HEADER_DELAY_TIER: str(tier)},
             )
+
+    def dead_letter_queue_args(self) -> dict[str, Any]:
+        """Arguments of the dead-letter queue (see DEAD_LETTER_DELIVERY_LIMIT)."""
+        args = self._durable_queue_args(None)
+        if self.queue_type == "quorum":
+            args["x-delivery-limit"] = DEAD_LETTER_DELIVERY_LIMIT
+        return args
 
     def subscription_queue_args(self) -> dict[str, Any]:
         """Arguments of every subscription queue (shown by ``codebus topology``)."""

@@ -224,7 +224,10 @@ def topology(ctx: click.Context, declare: bool, as_json: bool) -> None:
             for s in subs
         },
         "delay_queues": [n.delay_queue(t) for t in range(MIN_DELAY_TIER, MAX_DELAY_TIER + 1)],
-        "dead_letter_queue": n.dead_letter_queue,
+        "dead_letter_queue": {
+            "name": n.dead_letter_queue,
+            "arguments": broker.dead_letter_queue_args(),
+        },
         "event_types": sorted(EVENT_TYPES),
     }
     if declare:
