@@ -1,23 +1,30 @@
 """Coalescing of ``basic.ack`` frames on one AMQP channel.
 
-Acks requested during one event-loop turn go out together at the end of it: the
-longest run of settled delivery tags just above the channel's watermark is acked by ONE
+Settling a delivery only records it; one writer task per busy period writes what was
+recorded during the event-loop turn(s) it waited for: the longest run of settled
+delivery tags just above the channel's watermark is acked by ONE
 ``basic.ack(multiple=True)``; tags settled ahead of a still-running delivery are acked
 one by one in the same write, so a slow handler never holds other deliveries' prefetch
 slots. A multiple ack never covers a tag that is not settled: the run is built from
 consecutive delivery-tag integers that were each acked or nacked here, and its top tag
 is always one not yet sent (RabbitMQ rejects a multiple ack whose tag is unknown).
+Nacks (rare: requeue at shutdown, or when the broker refuses a copy) go out singly,
+before the acks of the same write. There is one writer, so frames are queued in the
+order they were decided.
 
-Writes are serialised (one flush's frames are all queued before the next flush's), so
-a multiple ack never overtakes the single ack of a tag below it. Nacks are rare
-(requeue at shutdown, or when the broker refuses a copy) and go out at once,
-individually; the tag joins the settled run only after its frame is written.
+Nothing waits for the write per delivery; :meth:`ChannelAcks.drain` waits for all of
+them, and the broker calls it before closing a channel or the connection. If the
+channel dies first, the broker requeues whatever was not acked (the inbox absorbs the
+redelivery of anything that had completed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
+
+log = logging.getLogger("codebus.bus.acks")
 
 
 class ChannelAcks:
@@ -30,31 +37,36 @@ class ChannelAcks:
         # as many as there are unsettled deliveries below them, however many settle.
         self._run_end: dict[int, int] = {}
         self._run_start: dict[int, int] = {}
-        self._pending: list[int] = []  # acks requested, not yet written
-        self._flushed: asyncio.Future[None] | None = None
-        self._writing = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
-        self.frames = 0  # ack frames written (for tests and benchmarks)
-
-    async def ack(self, tag: int) -> None:
-        """Ack ``tag``; returns once its frame is written (raises what the channel raises)."""
-        self._pending.append(tag)
-        if self._flushed is None:
-            loop = asyncio.get_running_loop()
-            self._flushed = loop.create_future()
-            loop.call_soon(self._flush)
-        await asyncio.shield(self._flushed)
-
-    async def nack(self, tag: int, *, requeue: bool) -> None:
-        """Nack ``tag`` alone, at once."""
-        async with self._writing:
-            await self.channel.basic_nack(tag, requeue=requeue)
-        self._settle(tag)
+        self._acks: list[int] = []  # recorded, not yet written
+        self._nacks: list[tuple[int, bool]] = []  # (tag, requeue)
+        self._writer: asyncio.Task[None] | None = None
+        self.frames = 0  # ack and nack frames written (for tests and benchmarks)
 
     @property
     def runs(self) -> int:
         """Runs of settled tags waiting above an unsettled one."""
         return len(self._run_end)
+
+    def ack(self, tag: int) -> None:
+        """Record an ack of ``tag``; it is written at the end of this event-loop turn."""
+        self._acks.append(tag)
+        self._wake()
+
+    def nack(self, tag: int, *, requeue: bool) -> None:
+        """Record a nack of ``tag`` (written singly, before this turn's acks)."""
+        self._nacks.append((tag, requeue))
+        self._wake()
+
+    async def drain(self) -> None:
+        """Wait until everything recorded so far is written (or the write failed)."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    def _wake(self) -> None:
+        if self._writer is None:
+            # A new task first runs on the next loop iteration: this turn's other
+            # settlements join the same write.
+            self._writer = asyncio.get_running_loop().create_task(self._write_all())
 
     def _settle(self, tag: int) -> None:
         start = end = tag
@@ -70,37 +82,35 @@ class ChannelAcks:
             self._run_end[start] = end
             self._run_start[end] = start
 
-    def _flush(self) -> None:
-        tags, self._pending = self._pending, []
-        done, self._flushed = self._flushed, None
-        assert done is not None
-        for tag in tags:
-            self._settle(tag)
-        # The highest tag of this flush inside the settled run acks everything below it.
-        top = max((t for t in tags if t <= self._watermark), default=0)
-        singles = sorted(t for t in tags if t > self._watermark)
-        task = asyncio.get_running_loop().create_task(self._write(top, singles))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda t: _resolve(done, t))
-
-    async def _write(self, top: int, singles: list[int]) -> None:
-        frames = ([(top, True)] if top else []) + [(t, False) for t in singles]
-        self.frames += len(frames)
-        async with self._writing:
-            for i, (tag, multiple) in enumerate(frames):
-                # The connection's write queue is FIFO: once the last frame is drained,
-                # all of them are written.
-                last = i == len(frames) - 1
-                await self.channel.basic_ack(tag, multiple=multiple, wait=last)
-
-
-def _resolve(future: asyncio.Future[None], task: asyncio.Task[None]) -> None:
-    if future.done():
-        return
-    if task.cancelled():
-        future.cancel()
-    elif (exc := task.exception()) is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(None)
+    async def _write_all(self) -> None:
+        try:
+            while self._acks or self._nacks:
+                nacks, self._nacks = self._nacks, []
+                for tag, requeue in nacks:
+                    await self.channel.basic_nack(tag, requeue=requeue, wait=False)
+                    self.frames += 1
+                    self._settle(tag)
+                tags, self._acks = self._acks, []
+                for tag in tags:
+                    self._settle(tag)
+                # The highest tag of this write inside the settled run acks all below it.
+                top = max((t for t in tags if t <= self._watermark), default=0)
+                frames = ([(top, True)] if top else []) + [
+                    (t, False) for t in sorted(tags) if t > self._watermark
+                ]
+                for i, (tag, multiple) in enumerate(frames):
+                    # The connection's write queue is FIFO: once the last frame of the
+                    # write is drained, all of them are written.
+                    last = i == len(frames) - 1 and not (self._acks or self._nacks)
+                    await self.channel.basic_ack(tag, multiple=multiple, wait=last)
+                    self.frames += 1
+        except Exception as exc:  # the channel died: the broker requeues what was unacked
+            dropped = len(self._acks) + len(self._nacks)
+            self._acks, self._nacks = [], []
+            log.warning(
+                "acks lost with the channel (%s); %d more dropped; the broker redelivers them",
+                exc or type(exc).__name__,
+                dropped,
+            )
+        finally:
+            self._writer = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -76,9 +77,11 @@ def _mismatch(what: str, exc: BaseException) -> str:
 
 
 class _RabbitConsumer:
-    def __init__(self, queue: str, channel: AbstractChannel, tag: str, q: Any) -> None:
+    def __init__(
+        self, queue: str, channel: AbstractChannel, tag: str, q: Any, tracker: AckTracker
+    ) -> None:
         self.queue = queue
-        self._channel, self._tag, self._q = channel, tag, q
+        self._channel, self._tag, self._q, self._tracker = channel, tag, q, tracker
 
     async def cancel(self) -> None:
         try:
@@ -89,6 +92,8 @@ class _RabbitConsumer:
     async def close(self) -> None:
         # Closing the channel is what reliably returns unsettled messages: after a
         # basic.cancel a quorum queue may still hand a requeued message to this channel.
+        # Acks recorded before are written first.
+        await self._tracker.drain()
         try:
             await self._channel.close()
         except _CONNECTION_ERRORS as exc:
@@ -124,6 +129,7 @@ class RabbitBroker:
         self._pub: AbstractChannel | None = None
         self._admin: AbstractChannel | None = None
         self._fetched = AckTracker()  # acks of messages taken with get() (admin channel)
+        self._trackers: weakref.WeakSet[AckTracker] = weakref.WeakSet()  # consumers' acks
         self._exchanges: dict[str, AbstractExchange] = {}
         self._queue_args: dict[str, dict[str, Any]] = {}
 
@@ -154,6 +160,8 @@ class RabbitBroker:
 
     async def close(self) -> None:
         if self._conn is not None:
+            for tracker in [self._fetched, *self._trackers]:
+                await tracker.drain()  # settlements recorded before closing are written
             await self._conn.close()
             self._conn = None
 
@@ -292,15 +300,15 @@ class RabbitBroker:
         await ch.set_qos(prefetch_count=prefetch)
         return ch
 
-    @staticmethod
-    async def _start(ch: AbstractChannel, q: Any, on_delivery: OnDelivery) -> _RabbitConsumer:
+    async def _start(self, ch: AbstractChannel, q: Any, on_delivery: OnDelivery) -> _RabbitConsumer:
         tracker, name = AckTracker(), q.name
+        self._trackers.add(tracker)
 
         async def callback(dm: DeliveredMessage) -> None:
             await on_delivery(tracker.delivered(dm, name))
 
         tag = await q.consume(callback, no_ack=False)
-        return _RabbitConsumer(name, ch, tag, q)
+        return _RabbitConsumer(name, ch, tag, q, tracker)
 
     async def consume(self, queue: str, on_delivery: OnDelivery, *, prefetch: int) -> Any:
         ch = await self._consumer_channel(prefetch)

@@ -12,7 +12,6 @@ more than the rest of a delivery's decoding (bench/consumer_bench.py). Acks go t
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import aiormq
@@ -22,8 +21,6 @@ from aiormq.abc import DeliveredMessage
 
 from bus.abc import Message
 from bus.acks import ChannelAcks
-
-log = logging.getLogger("codebus.bus.rabbitmq")
 
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     aiormq.exceptions.AMQPConnectionError,
@@ -50,18 +47,13 @@ class RabbitDelivery:
         self._acks = acks
 
     async def ack(self) -> None:
-        try:
-            await self._acks.ack(self._tag)
-        except CONNECTION_ERRORS as exc:
-            # The channel died: the broker has already requeued the message and will
-            # redeliver it; the inbox makes the second delivery a no-op.
-            log.warning("ack lost with the channel (%s); message will be redelivered", exc)
+        # Recorded now, written with the others of this loop turn (bus.acks). If the
+        # channel dies first, the broker requeues the message and the inbox makes the
+        # redelivery a no-op.
+        self._acks.ack(self._tag)
 
     async def nack(self, requeue: bool = True) -> None:
-        try:
-            await self._acks.nack(self._tag, requeue=requeue)
-        except CONNECTION_ERRORS as exc:
-            log.warning("nack lost with the channel (%s); broker requeues it", exc)
+        self._acks.nack(self._tag, requeue=requeue)
 
 
 class AckTracker:
@@ -77,6 +69,11 @@ class AckTracker:
         if current is None or current.channel is not channel:
             current = self._current = ChannelAcks(channel)
         return current
+
+    async def drain(self) -> None:
+        """Wait until every recorded ack and nack is written (before closing)."""
+        if self._current is not None:
+            await self._current.drain()
 
     def delivered(self, dm: DeliveredMessage, queue: str) -> RabbitDelivery:
         """A delivery made of aiormq's message (the consumer path)."""

@@ -71,10 +71,8 @@ class ScriptBatcher:
         self.source = f"local OPS = {{\n{table}\n}}\n{_DISPATCH}"
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
         self._conn: Any = None  # one connection of its own: one batch is in flight at most
-        self._sending: asyncio.Task[None] | None = None  # a strong reference to that batch
+        self._sender: asyncio.Task[None] | None = None  # sends batches while there are calls
         self._queue: list[tuple[str, asyncio.Future[Any]]] = []
-        self._busy = False
-        self._scheduled = False
 
     async def call(self, op: str, key: str, *args: Any) -> Any:
         """Run operation ``op`` on ``key``; raises what Redis raises for the batch."""
@@ -88,26 +86,20 @@ class ScriptBatcher:
         if record.count(SEP) != self._width + 1:
             raise ValueError(f"{op}: key and arguments must not contain the unit separator")
         self._queue.append((record, fut))
-        if not self._busy and not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
+        if self._sender is None:
+            # A new task first runs on the next loop iteration: the calls made during
+            # this turn go out together; later ones wait for the batch in flight.
+            self._sender = loop.create_task(self._send_all())
         return await fut
 
-    def _flush(self) -> None:
-        self._scheduled = False
-        if self._busy or not self._queue:
-            return
-        batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-        self._busy = True
-        self._sending = asyncio.get_running_loop().create_task(self._send(batch))
-
-    async def _send(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
+    async def _send_all(self) -> None:
         try:
-            await self._execute(batch)
+            while self._queue:
+                batch = self._queue[: self.max_batch]
+                self._queue = self._queue[self.max_batch :]
+                await self._execute(batch)
         finally:
-            self._busy = False
-            if self._queue:
-                self._flush()
+            self._sender = None
 
     async def _evalsha(self, blob: str) -> Any:
         """EVALSHA on the batcher's own connection (made from the client's pool settings:

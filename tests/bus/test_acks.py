@@ -36,18 +36,22 @@ class StrictChannel:
         self._take(tag, multiple)
         await asyncio.sleep(0)  # the write yields, like aiormq's drain
 
-    async def basic_nack(self, tag: int, multiple: bool = False, requeue: bool = True) -> None:
+    async def basic_nack(
+        self, tag: int, multiple: bool = False, requeue: bool = True, wait: bool = True
+    ) -> None:
         self.frames.append(("nack", tag, multiple))
         self.requeued += self._take(tag, multiple)
         await asyncio.sleep(0)
 
 
 async def settle(acks: ChannelAcks, channel: StrictChannel, tag: int, nack: bool) -> None:
+    """Settle like a delivery does (record, return), then let the write happen."""
     channel.app_settled.add(tag)
     if nack:
-        await acks.nack(tag, requeue=True)
+        acks.nack(tag, requeue=True)
     else:
-        await acks.ack(tag)
+        acks.ack(tag)
+    await acks.drain()
 
 
 async def test_in_order_completions_take_one_frame_per_turn():
@@ -80,17 +84,30 @@ async def test_nack_is_sent_alone_and_joins_the_settled_run():
     assert channel.frames[-1] == ("ack", 4, True)
 
 
-async def test_errors_reach_every_waiter_of_the_flush():
+async def test_a_dead_channel_is_logged_once_and_drain_returns(caplog):
     class Closed(StrictChannel):
         async def basic_ack(self, tag: int, multiple: bool = False, wait: bool = True) -> None:
             raise ConnectionError("channel closed")
 
     channel = Closed(3)
     acks = ChannelAcks(channel)
-    results = await asyncio.gather(
-        *(settle(acks, channel, t, False) for t in (1, 2, 3)), return_exceptions=True
-    )
-    assert all(isinstance(r, ConnectionError) for r in results)
+    await asyncio.gather(*(settle(acks, channel, t, False) for t in (1, 2, 3)))
+    assert channel.unacked == [1, 2, 3]  # the broker requeues them with the channel
+    lost = [r for r in caplog.records if "acks lost with the channel" in r.getMessage()]
+    assert len(lost) == 1
+
+
+async def test_settling_records_and_drain_writes():
+    """A delivery's ack returns at once; the frame is written at the end of the turn,
+    and drain() (called before a channel is closed) waits for it."""
+    channel = StrictChannel(2)
+    acks = ChannelAcks(channel)
+    channel.app_settled.update({1, 2})
+    acks.ack(1)
+    acks.ack(2)
+    assert channel.frames == []
+    await acks.drain()
+    assert channel.frames == [("ack", 2, True)] and channel.unacked == []
 
 
 @settings(max_examples=150, deadline=None)
