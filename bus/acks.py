@@ -40,7 +40,6 @@ class ChannelAcks:
         self._acks: list[int] = []  # recorded, not yet written
         self._nacks: list[tuple[int, bool]] = []  # (tag, requeue)
         self._writer: asyncio.Task[None] | None = None
-        self.frames = 0  # ack and nack frames written (for tests and benchmarks)
 
     @property
     def runs(self) -> int:
@@ -88,7 +87,6 @@ class ChannelAcks:
                 nacks, self._nacks = self._nacks, []
                 for tag, requeue in nacks:
                     await self.channel.basic_nack(tag, requeue=requeue, wait=False)
-                    self.frames += 1
                     self._settle(tag)
                 tags, self._acks = self._acks, []
                 for tag in tags:
@@ -103,7 +101,6 @@ class ChannelAcks:
                     # write is drained, all of them are written.
                     last = i == len(frames) - 1 and not (self._acks or self._nacks)
                     await self.channel.basic_ack(tag, multiple=multiple, wait=last)
-                    self.frames += 1
         except Exception as exc:  # the channel died: the broker requeues what was unacked
             dropped = len(self._acks) + len(self._nacks)
             self._acks, self._nacks = [], []

@@ -88,9 +88,10 @@ class SubscriptionConsumer:
                 # Forced shutdown after the grace period: give the message back.
                 await asyncio.shield(delivery.nack(requeue=True))
                 raise
-            # Still in flight while settling: a graceful stop waits for the ack to be
-            # written before it closes the channel. (Cancelled here, the delivery is
-            # left unsettled; closing the channel returns it.)
+            # Still in flight while settling: a graceful stop waits for a retry or
+            # dead-letter copy to be confirmed before it closes the channel (recorded
+            # acks are drained at the close). Cancelled here, the delivery is left
+            # unsettled and closing the channel returns it.
             await self.settle(delivery, outcome)
         finally:
             if task is not None:

@@ -36,7 +36,6 @@ from bus.abc import Delivery, Message, OnDelivery
 from bus.codec import encode
 from bus.errors import BrokerUnavailable, BusError, PublishNacked, Unroutable
 from bus.matching import validate_pattern
-from bus.rabbitmq_delivery import CONNECTION_ERRORS as _CONNECTION_ERRORS
 from bus.rabbitmq_delivery import AckTracker, LeanQueue
 from schemas.envelope import Event
 from schemas.names import (
@@ -51,6 +50,15 @@ from schemas.names import (
 log = logging.getLogger("codebus.bus.rabbitmq")
 
 QueueType = Literal["quorum", "classic"]
+
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+    RuntimeError,  # aio-pika raises it for operations on a closed channel
+)
 
 #: The dead-letter queue's own delivery limit. Listing dead letters takes them with
 #: basic.get and requeues them, which counts as a delivery; RabbitMQ 4.x gives quorum

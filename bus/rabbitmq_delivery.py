@@ -11,25 +11,14 @@ more than the rest of a delivery's decoding (bench/consumer_bench.py). Acks go t
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import aiormq
 from aio_pika.abc import AbstractIncomingMessage, ConsumerTag
 from aio_pika.robust_queue import RobustQueue
 from aiormq.abc import DeliveredMessage
 
 from bus.abc import Message
 from bus.acks import ChannelAcks
-
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    aiormq.exceptions.AMQPConnectionError,
-    aiormq.exceptions.ChannelInvalidStateError,
-    ConnectionError,
-    OSError,
-    asyncio.TimeoutError,
-    RuntimeError,  # aio-pika raises it for operations on a closed channel
-)
 
 
 class RabbitDelivery:
