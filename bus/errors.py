@@ -1,7 +1,8 @@
 """Exceptions of the messaging runtime.
 
     BusError                      root of everything raised by bus/
-    ├── BrokerUnavailable         cannot reach or lost the broker; try again later
+    ├── BrokerUnavailable         cannot reach or lost the broker; not sent, safe to retry
+    │   └── PublishOutcomeUnknown sent, but no confirm came: the broker may have taken it
     ├── PublishError              the broker did not accept a publish
     │   ├── Unroutable            no queue is bound for the routing key (mandatory)
     │   └── PublishNacked         the broker nacked the publish (publisher confirms)
@@ -28,6 +29,12 @@ class BusError(Exception):
 
 class BrokerUnavailable(BusError):
     """The broker cannot be reached or the connection dropped."""
+
+
+class PublishOutcomeUnknown(BrokerUnavailable):
+    """A publish was handed to the broker but its confirm never came (timeout, connection
+    lost after sending): the event may or may not have been taken. Retrying is safe only
+    when the retry carries the same event id, so subscriber inboxes drop the duplicate."""
 
 
 class PublishError(BusError):

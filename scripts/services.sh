@@ -49,6 +49,8 @@ rabbit_env() {
     export RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/rabbitmq/enabled_plugins"
     export RABBITMQ_PID_FILE="$DIR/rabbitmq/rabbit.pid"
     export ERL_EPMD_ADDRESS=127.0.0.1
+    # Crash dumps stay with the node's state, never in the checkout.
+    export ERL_CRASH_DUMP="$DIR/rabbitmq/erl_crash.dump"
 }
 
 rabbit_ping() { (rabbit_env; /usr/lib/rabbitmq/bin/rabbitmq-diagnostics -q -n "$NODE" ping >/dev/null 2>&1); }

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import pytest
 
 from schemas.names import Names
+from tests import reports
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -92,19 +93,15 @@ async def redis_client(redis_url: str, names: Names) -> AsyncIterator[object]:
         await client.aclose()
 
 
-CRASH_REPORT = os.path.join(
-    os.path.dirname(os.path.dirname(__file__)), ".services", "crash-report.txt"
-)
-
-
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Forget a crash report from an earlier run."""
-    if os.path.exists(CRASH_REPORT):
-        os.remove(CRASH_REPORT)
+    """Forget the figures reported by an earlier run."""
+    reports.clear()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Show the crash test's figures (lost, applied twice) in the test log."""
-    if os.path.exists(CRASH_REPORT):
-        with open(CRASH_REPORT) as f:
-            terminalreporter.write_line(f.read().strip())
+    """Show the figures of crash, chaos and attack tests (lost, applied twice, ...)."""
+    lines = reports.collected()
+    if lines:
+        terminalreporter.section("reported figures")
+        for line in lines:
+            terminalreporter.write_line(line)

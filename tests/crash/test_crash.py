@@ -16,6 +16,7 @@ import pytest
 
 from bus.rabbitmq import RabbitBroker
 from schemas.envelope import new_event
+from tests import reports
 from tests.bus.conftest import delete_rabbit_topology
 from tests.crash.crash_worker import ledger_key, runs_key
 
@@ -95,18 +96,17 @@ async def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(
     while (d := await broker.get(queue)) is not None:
         in_queue += 1
         await d.ack()
-    report = (
-        f"crash test: events={EVENTS} kills={kills} lost={lost} applied_twice={applied_twice} "
+    figures = (
+        f"events={EVENTS} kills={kills} lost={lost} applied_twice={applied_twice} "
         f"handler_reexecutions={reexecuted} dead_letters={dead}"
         + (f" missing={inbox_state} still_queued={in_queue}" if missing else "")
     )
-    print(report)
-    (ROOT / ".services").mkdir(exist_ok=True)
-    (ROOT / ".services" / "crash-report.txt").write_text(report + "\n")
+    print(figures)
+    reports.report("crash test", figures)
     await broker.close()
     await delete_rabbit_topology(amqp_url, names, [queue])
     assert kills == len(KILL_AT)
-    assert lost == 0, report
-    assert applied_twice == 0, report
+    assert lost == 0, figures
+    assert applied_twice == 0, figures
     assert set(counts) == expected
-    assert dead == 0, report
+    assert dead == 0, figures
