@@ -33,7 +33,7 @@ __all__ = [
 
 MAX_LENGTH = 500
 MAX_NODES = 200
-MAX_DEPTH = 24
+MAX_DEPTH = 50
 
 # Names a condition may read; the evaluator binds ``result`` to the measured value.
 NAMES = frozenset({"result", "true", "false"})
@@ -59,22 +59,22 @@ _COMPARE_OPS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE)
 
 # Friendly names for constructs people try; everything else is reported by class name.
 _REFUSED = {
-    ast.Attribute: "attribute access",
-    ast.Lambda: "lambda",
-    ast.ListComp: "comprehensions",
-    ast.SetComp: "comprehensions",
-    ast.DictComp: "comprehensions",
-    ast.GeneratorExp: "comprehensions",
-    ast.NamedExpr: "assignment (:=)",
-    ast.Starred: "unpacking (*)",
-    ast.Slice: "slices",
-    ast.Dict: "dict literals",
-    ast.Set: "set literals",
-    ast.Tuple: "tuples",
-    ast.JoinedStr: "strings",
-    ast.Await: "await",
-    ast.Yield: "yield",
-    ast.YieldFrom: "yield",
+    ast.Attribute: "attribute access is",
+    ast.Lambda: "lambda is",
+    ast.ListComp: "comprehensions are",
+    ast.SetComp: "comprehensions are",
+    ast.DictComp: "comprehensions are",
+    ast.GeneratorExp: "comprehensions are",
+    ast.NamedExpr: "assignment (:=) is",
+    ast.Starred: "unpacking (*) is",
+    ast.Slice: "slices are",
+    ast.Dict: "dict literals are",
+    ast.Set: "set literals are",
+    ast.Tuple: "tuples are",
+    ast.JoinedStr: "strings are",
+    ast.Await: "await is",
+    ast.Yield: "yield is",
+    ast.YieldFrom: "yield is",
 }
 
 # Argo's conditions use C-style operators; the language has no strings, so rewriting the
@@ -172,10 +172,12 @@ class _Checker:
             return list(node.elts)
         if isinstance(node, ast.IfExp):
             return [node.test, node.body, node.orelse]
-        what = _REFUSED.get(type(node), type(node).__name__)
-        raise ConditionSyntaxError(f"{what} is not allowed in a condition")
+        what = _REFUSED.get(type(node), f"{type(node).__name__} is")
+        raise ConditionSyntaxError(f"{what} not allowed in a condition")
 
     def _call(self, node: ast.Call) -> list[ast.AST]:
+        if isinstance(node.func, ast.Attribute):
+            raise ConditionSyntaxError("attribute access is not allowed in a condition")
         if not isinstance(node.func, ast.Name):
             raise ConditionSyntaxError("only the listed functions may be called, by name")
         name = node.func.id
