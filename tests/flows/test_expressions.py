@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -15,6 +16,7 @@ from flows.expressions import (
     evaluate_expression,
 )
 from schemas.expressions import MAX_LENGTH, ConditionSyntaxError, parse_condition
+from tests.reports import report
 
 NAN, INF = math.nan, math.inf
 
@@ -174,6 +176,25 @@ def test_errors_at_evaluation(condition: str, result: float | list[float], messa
     with pytest.raises(EvaluationError) as err:
         evaluate_condition(condition, result)
     assert message in str(err.value)
+
+
+def test_list_arithmetic_is_elementwise_so_repetition_cannot_allocate() -> None:
+    # In Python `[1] * 9 ** 9` builds 387 million items; here it multiplies one element.
+    assert evaluate_expression("[1] * 9 ** 9", 0.0) == [float(9**9)]
+    assert evaluate_condition("len([1] * 9 ** 9) == 1", 0.0)
+
+
+def test_the_largest_condition_over_the_most_values_stays_bounded() -> None:
+    """About 200 nodes over 1000 values: the worst the limits allow, evaluated once."""
+    text = "all(" + "+".join(["result*2"] * 45) + " < 1e9)"
+    condition = parse_condition(text)
+    started = time.perf_counter()
+    assert evaluate_condition(condition, [1.0] * MAX_VALUES)
+    elapsed = time.perf_counter() - started
+    report(
+        "condition-worst-case",
+        f"{len(text)} chars over {MAX_VALUES} values: {elapsed * 1000:.1f} ms",
+    )
 
 
 def test_too_many_values_are_refused() -> None:
