@@ -103,12 +103,22 @@ def _show(value: float | Sequence[float] | None) -> str:
     return f"[{shown}, ... {len(value)} values]" if len(value) > 5 else f"[{shown}]"
 
 
+def _holds(field: str, condition: str | None, result: float | list[float]) -> bool | None:
+    """The condition's truth, None when it is not given; the error names the field."""
+    if condition is None:
+        return None
+    try:
+        return evaluate_condition(condition, result)
+    except EvaluationError as exc:
+        raise EvaluationError(f"{field} `{condition}`: {exc}") from None
+
+
 def _verdict(spec: MetricSpec, result: float | list[float]) -> tuple[MeasurementPhase, str]:
     """Phase and the condition evidence for a value (EvaluationError propagates)."""
     success = spec.success_condition
     failure = spec.failure_condition
-    failed = evaluate_condition(failure, result) if failure is not None else None
-    succeeded = evaluate_condition(success, result) if success is not None else None
+    failed = _holds("failure_condition", failure, result)
+    succeeded = _holds("success_condition", success, result)
     if failed:
         return "failed", f"failure_condition `{failure}` is true"
     if succeeded:
@@ -154,7 +164,7 @@ def evaluate(
     try:
         phase, why = _verdict(spec, result)
     except EvaluationError as exc:
-        return done("error", result, f"condition could not be evaluated: {exc}")
+        return done("error", result, f"cannot evaluate {exc}")
     return done(phase, result, why)
 
 

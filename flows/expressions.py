@@ -21,6 +21,7 @@ node touches at most ``MAX_VALUES`` values; powers that overflow are an error.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 from collections.abc import Callable, Sequence
@@ -60,7 +61,7 @@ def evaluate_condition(condition: Condition | str, result: float | Sequence[floa
 
 def evaluate_expression(condition: Condition | str, result: float | Sequence[float]) -> Value:
     """The value of ``condition`` (a number, boolean or list) for ``result``."""
-    parsed = parse_condition(condition) if isinstance(condition, str) else condition
+    parsed = _parsed(condition) if isinstance(condition, str) else condition
     bound: Value
     if isinstance(result, bool):
         raise EvaluationError("result must be a number or a list of numbers, not true/false")
@@ -71,6 +72,13 @@ def evaluate_expression(condition: Condition | str, result: float | Sequence[flo
         if len(bound) > MAX_VALUES:
             raise EvaluationError(f"result has {len(bound)} values; at most {MAX_VALUES}")
     return _Interpreter(bound).eval(parsed.tree)
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(text: str) -> Condition:
+    # Conditions come from a handful of templates and are judged on every measurement;
+    # a parsed tree is never mutated, so sharing it is safe.
+    return parse_condition(text)
 
 
 def _show(value: Value) -> str:

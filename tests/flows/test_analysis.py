@@ -404,3 +404,12 @@ def test_run_phase_is_the_worst_deciding_metric(metrics: list[tuple[str, bool]])
     ]
     expected = max(deciding, key=PHASE_ORDER.__getitem__) if deciding else "successful"
     assert result.phase == expected
+
+
+def test_an_evaluation_error_names_the_condition() -> None:
+    metric = spec(failure_condition="result > 0.05", success_condition="result[3] < 1")
+    taken = evaluate(metric, [0.01, 0.02], error=None, at=0.0, query="q")
+    assert taken.phase == "error" and taken.value == [0.01, 0.02]
+    assert "cannot evaluate failure_condition `result > 0.05`: condition gives 2 values" in (
+        taken.message
+    )
