@@ -331,8 +331,9 @@ def render_query(spec: MetricSpec, args: Mapping[str, str]) -> str:
     return PLACEHOLDER.sub(fill, spec.query)
 
 
-def _values(answer: Any, ranged: bool) -> list[float]:
-    """Numbers of a query answer: one per series (instant) or every point (range)."""
+def _values(answer: Any, ranged: bool) -> tuple[list[float], list[str]]:
+    """Numbers of a query answer (one per series, or every point of a range) and the
+    warnings Prometheus attached (partial results, for example)."""
     model = PrometheusQueryRangeResult if ranged else PrometheusQueryResult
     if isinstance(answer, model):
         parsed = answer
@@ -341,8 +342,10 @@ def _values(answer: Any, ranged: bool) -> list[float]:
     if parsed.result_type == "string":
         raise ValueError("Prometheus answered a string, not numbers")
     if ranged:
-        return [point.value for series in parsed.series for point in series.values]
-    return [series.value.value for series in parsed.series if series.value is not None]
+        values = [point.value for series in parsed.series for point in series.values]
+    else:
+        values = [s.value.value for s in parsed.series if s.value is not None]
+    return values, list(parsed.warnings)
 
 
 async def measure(
@@ -370,7 +373,14 @@ async def measure(
         tool, call_args = QUERY_TOOL, {"query": query, "time": moment}
     try:
         answer = await call_tool(tool, call_args)
-        values = _values(answer, spec.range is not None)
+        values, warnings = _values(answer, spec.range is not None)
     except Exception as exc:  # every failure is evidence, never a crash of the flow
         return evaluate(spec, None, error=f"{type(exc).__name__}: {exc}", at=now, query=query)
-    return evaluate(spec, values, error=None, at=now, query=query)
+    measurement = evaluate(spec, values, error=None, at=now, query=query)
+    if warnings:
+        # A partial answer judged as a whole one should say so in its evidence.
+        note = _one_line("; ".join(warnings), 300)
+        measurement = measurement.model_copy(
+            update={"message": f"{measurement.message} (Prometheus warned: {note})"}
+        )
+    return measurement

@@ -137,6 +137,11 @@ async def test_dict_answers_are_accepted_and_malformed_ones_are_errors() -> None
     answers: list[dict[str, Any]] = [
         {
             "result_type": "vector",
+            "series": [{"metric": {}, "value": {"timestamp": 0, "value": 0.01}}],
+            "warnings": ["results may be partial:\nstore down"],
+        },
+        {
+            "result_type": "vector",
             "series": [{"metric": {}, "value": {"timestamp": 0, "value": 0.2}}],
         },
         {"result_type": "vector", "series": [{"metric": {}, "value": [0, "0.2"]}]},
@@ -147,6 +152,9 @@ async def test_dict_answers_are_accepted_and_malformed_ones_are_errors() -> None
         return answers.pop(0)
 
     spec = metric(query="up")
+    warned = await measure(as_dict, spec, {}, NOW)
+    assert warned.phase == "successful"
+    assert warned.message.endswith("(Prometheus warned: results may be partial: store down)")
     assert (await measure(as_dict, spec, {}, NOW)).phase == "failed"
     malformed = await measure(as_dict, spec, {}, NOW)
     assert malformed.phase == "error" and "ValidationError" in malformed.message

@@ -36,7 +36,7 @@ MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
 pytestmark = [pytest.mark.prometheus, pytest.mark.redis]
 
 JOB = "codebus-analysis"
-WINDOW = "3s"  # scrapes every second: three samples per rate window
+WINDOW = "5s"  # scrapes every second: about five samples per rate window, slack for a slow CI
 ERROR_RATE = (
     'sum(rate(http_requests_total{app="{{args.app}}", code=~"5.."}[' + WINDOW + "]))\n"
     '  / sum(rate(http_requests_total{app="{{args.app}}"}[' + WINDOW + "]))"
@@ -215,7 +215,8 @@ async def test_a_healthy_release_is_successful(call_tool: Any) -> None:
     assert [m.phase for m in taken["error_rate"]] == ["successful"] * 3
     assert all(isinstance(v, float) and v == pytest.approx(0.01, abs=0.005) for v in values)
     assert result.metrics[0].count == 3
-    report("analysis-prometheus-successful", f"error_rate values {values}")
+    shown = [round(v, 4) for v in values if isinstance(v, float)]
+    report("analysis-prometheus-successful", f"error_rate values {shown}")
 
 
 @MODULE_LOOP
