@@ -9,12 +9,10 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from prometheus_client import CollectorRegistry
 
 from bus.middleware.metrics import MetricsMiddleware
 from gateway.metrics import GatewayMetrics
 from tests.ops.test_worker_metrics import promtool
-from tools.guards.metrics import ToolMetrics
 from workers.app import worker_registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +28,6 @@ def exported_series() -> set[str]:
     """Every sample name a worker or the gateway can export."""
     registry = worker_registry()
     MetricsMiddleware(registry)
-    ToolMetrics(CollectorRegistry())  # same names as default_metrics(), already in registry
     names = {s.name for family in registry.collect() for s in family.samples}
     gateway = GatewayMetrics()
     names |= {s.name for family in gateway.registry.collect() for s in family.samples}
