@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.limits import JsonLimitExceeded, loads_bounded
 from gateway.problems import GatewayError, malformed
 
 
@@ -44,8 +45,13 @@ def _too_large(limit: int) -> GatewayError:
 
 
 def parse_json(body: bytes) -> Any:
-    """The decoded JSON document; 400 if it is not UTF-8 JSON."""
+    """The decoded JSON document; 400 if it is not UTF-8 JSON or crosses a bound of
+    :mod:`gateway.limits` (the answer names the limit and where it was crossed)."""
     try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return loads_bounded(body.decode("utf-8"))
+    except JsonLimitExceeded as exc:
+        raise GatewayError(
+            400, "limit", f"{exc.limit}: {exc.detail} (at {exc.path})", fields=[exc.path]
+        ) from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise malformed(f"body is not valid JSON: {exc}", ["(body)"]) from exc
