@@ -32,6 +32,11 @@ class GatewayMetrics:
             ["type"],
             registry=self.registry,
         )
+        self.outcome_unknown = Counter(
+            "codebus_gateway_publish_outcome_unknown_total",
+            "Publishes sent without a broker confirm (answered 503 outcome_unknown).",
+            registry=self.registry,
+        )
         self.rejections = Counter(
             "codebus_gateway_rejections_total",
             "Requests refused, by reason (signature, replay, scope, unavailable, ...).",
