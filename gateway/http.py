@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -22,8 +23,9 @@ def require_json(request: web.Request) -> None:
         )
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The raw body, refusing with 413 anything over ``limit`` bytes.
+async def read_body(request: web.Request, limit: int, timeout: float | None = None) -> bytes:
+    """The raw body, refusing with 413 anything over ``limit`` bytes and with 408 a body
+    that takes longer than ``timeout`` seconds to arrive (a slow or stalled client).
 
     A declared ``Content-Length`` over the limit is refused before reading; a chunked
     body is cut off by aiohttp's ``client_max_size`` (set to the same limit).
@@ -32,7 +34,12 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     if declared is not None and declared > limit:
         raise _too_large(limit)
     try:
-        body = await request.read()
+        async with asyncio.timeout(timeout):
+            body = await request.read()
+    except TimeoutError as exc:
+        raise GatewayError(
+            408, "timeout", f"the body did not arrive within {timeout:g}s", close=True
+        ) from exc
     except web.HTTPRequestEntityTooLarge as exc:
         raise _too_large(limit) from exc
     if len(body) > limit:

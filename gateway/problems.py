@@ -28,6 +28,7 @@ class GatewayError(Exception):
         fields: Sequence[str] = (),
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -36,6 +37,7 @@ class GatewayError(Exception):
         self.fields = tuple(fields)
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
+        self.close = close  # close the connection after answering (body left unread)
 
     def response(self) -> web.Response:
         """The JSON response for this error."""
@@ -43,7 +45,10 @@ class GatewayError(Exception):
         if self.fields:
             body["fields"] = list(self.fields)
         body.update(self.extra)
-        return web.json_response(body, status=self.status, headers=self.headers)
+        response = web.json_response(body, status=self.status, headers=self.headers)
+        if self.close:
+            response.force_close()
+        return response
 
 
 def unavailable(detail: str, **extra: Any) -> GatewayError:

@@ -114,7 +114,11 @@ async def publish_event(request: web.Request) -> web.Response:
     state = request.app[STATE]
     key, secret = authenticate(state.config, request)
     require_json(request)
-    raw = parse_json(await read_body(request, state.config.max_body_bytes))
+    raw = parse_json(
+        await read_body(
+            request, state.config.max_body_bytes, state.config.server.body_timeout_seconds
+        )
+    )
     try:
         body = PublishRequest.model_validate(raw)
     except ValidationError as exc:

@@ -41,7 +41,9 @@ async def receive_webhook(request: web.Request) -> web.Response:
     require_json(request)
     if source.kind is SourceKind.ALERTMANAGER:
         _check_token(request, source)
-    body = await read_body(request, state.config.max_body_bytes)
+    body = await read_body(
+        request, state.config.max_body_bytes, state.config.server.body_timeout_seconds
+    )
 
     if source.kind is SourceKind.STANDARD:
         delivery_id = _verify_standard(request, source, body, state)

@@ -299,6 +299,23 @@ class OutboundSubscription(_Strict):
         return self.enabled and any(topic_matches(p, event_type) for p in self.patterns)
 
 
+class ServerLimits(_Strict):
+    """How the gateway treats connections (``server:`` in the document).
+
+    ``max_connections``: connections served at once; beyond it new clients wait in the
+    listen backlog (``backlog`` deep) until one closes. Keep it well under the process's
+    file-descriptor limit (``ulimit -n``). ``idle_timeout_seconds``: a connection that
+    has not completed a request's headers this long after opening (or after its last
+    response) is closed: idle keep-alive and slowly trickled headers alike.
+    ``body_timeout_seconds``: reading one request body may take at most this long (408).
+    """
+
+    max_connections: int = Field(default=512, ge=1, le=65536)
+    backlog: int = Field(default=128, ge=1, le=65535)
+    idle_timeout_seconds: float = Field(default=15.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+
 class GatewayConfig(_Strict):
     """The whole gateway / outbound-webhook configuration document."""
 
@@ -307,6 +324,7 @@ class GatewayConfig(_Strict):
     subscriptions: list[OutboundSubscription] = Field(default_factory=list)
     ssrf_allowed_cidrs: list[IPvAnyNetwork] = Field(default_factory=list)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024, le=64 * 1024 * 1024)
+    server: ServerLimits = Field(default_factory=ServerLimits)
     idempotency_ttl_seconds: int = Field(
         default=DEFAULT_IDEMPOTENCY_TTL,
         ge=60,
