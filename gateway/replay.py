@@ -1,9 +1,12 @@
 """Claims in Redis that make a request take effect once: webhook replay protection and
 the publish API's ``Idempotency-Key``.
 
-A request first *claims* its key with ``SET NX`` (value ``pending|<fingerprint>``, a TTL
-longer than the window in which a replay or retry can arrive). Once the broker confirmed
-the events the value becomes ``published|<fingerprint>``. If publishing failed, or its
+A request first *claims* its key with ``SET NX`` (value ``pending|<fingerprint>``). A
+pending claim lives only ``pending_ttl`` seconds, long enough for the publish to finish
+or fail: if the process dies in between, the sender's retry is not refused for the
+whole window. Once the broker confirmed the events the value becomes
+``published|<fingerprint>`` with the full TTL (longer than the window in which a replay
+or retry can arrive). If publishing failed, or its
 outcome is unknown, the claim is released so that the sender's retry goes through; the
 retry publishes the same event ids, so subscribers' inboxes drop what the first attempt
 may have delivered.
@@ -37,13 +40,15 @@ class Claim(StrEnum):
 class ReplayGuard:
     """Claims, confirms and releases keys in Redis; Redis errors become 503."""
 
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, *, pending_ttl: int = 60) -> None:
         self._redis = redis
+        self.pending_ttl = pending_ttl
 
     async def claim(self, key: str, ttl: int, fingerprint: str = "") -> Claim:
         """Atomically mark ``key`` as in flight unless it was claimed before."""
+        pending_for = max(1, min(ttl, self.pending_ttl))
         try:
-            if await self._redis.set(key, f"{PENDING}|{fingerprint}", nx=True, ex=ttl):
+            if await self._redis.set(key, f"{PENDING}|{fingerprint}", nx=True, ex=pending_for):
                 return Claim.NEW
             raw = await self._redis.get(key)
         except (RedisError, OSError) as exc:

@@ -34,6 +34,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.metrics import GatewayMetrics
+from gateway.state import STATE
 from schemas.gateway_config import ServerLimits
 
 log = logging.getLogger("codebus.gateway")
@@ -135,7 +137,7 @@ class GatewayServer:
         *,
         shutdown_timeout: float = 10.0,
     ) -> None:
-        self._app = app
+        self.app = app
         self._host = host
         self._port = port
         self.limits = limits
@@ -144,6 +146,7 @@ class GatewayServer:
         self._sock: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._accept_log = RateLimitedLog(log)
+        self._metrics: GatewayMetrics | None = app[STATE].metrics if STATE in app else None
         #: Connections open right now and the most seen at once (for tests, metrics).
         self.open_connections = 0
         self.peak_connections = 0
@@ -173,6 +176,12 @@ class GatewayServer:
             self._sock.close()
         await self._runner.cleanup()
 
+    def _count(self, delta: int) -> None:
+        self.open_connections += delta
+        self.peak_connections = max(self.peak_connections, self.open_connections)
+        if self._metrics is not None:
+            self._metrics.connections.set(self.open_connections)
+
     async def _accept_loop(self) -> None:
         assert self._sock is not None
         loop = asyncio.get_running_loop()
@@ -185,6 +194,8 @@ class GatewayServer:
                 self._slots.release()
                 if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue  # the client gave up before we accepted; nothing to say
+                if self._metrics is not None:
+                    self._metrics.accept_errors.inc()
                 self._accept_log.warning(
                     f"accept-{exc.errno}", "accept() failed: %s", exc.strerror or exc
                 )
@@ -199,11 +210,10 @@ class GatewayServer:
             nonlocal released
             if not released:
                 released = True
-                self.open_connections -= 1
+                self._count(-1)
                 self._slots.release()
 
-        self.open_connections += 1
-        self.peak_connections = max(self.peak_connections, self.open_connections)
+        self._count(+1)
         server = self._runner.server
         assert server is not None
 

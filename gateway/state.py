@@ -34,10 +34,14 @@ class GatewayState:
     #: A confirm arriving later means the event was taken; the sender's retry
     #: republishes the same id and subscribers' inboxes drop the copy.
     publish_timeout: float = 10.0
+    #: Seconds a claim stays "pending" if its request never finishes (process killed
+    #: mid-publish); default: well past the publish timeout.
+    pending_claim_ttl: int | None = None
     replay: ReplayGuard = field(init=False)
 
     def __post_init__(self) -> None:
-        self.replay = ReplayGuard(self.redis)
+        pending = self.pending_claim_ttl or int(3 * self.publish_timeout) + 30
+        self.replay = ReplayGuard(self.redis, pending_ttl=pending)
 
     async def publish(self, events: Sequence[Event]) -> None:
         """Publish each event and wait for its confirm; any failure is a 503.

@@ -4,10 +4,14 @@ and a retry with the same ``Idempotency-Key`` publishes the same event id once."
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
 from bus.errors import BrokerUnavailable, PublishNacked, PublishOutcomeUnknown, Unroutable
+from gateway.replay import Claim
+from gateway.routes_events import PublishRequest
+from gateway.state import STATE
 from tests.gateway.conftest import DEPLOYER_KEY, OPS_KEY, published
 
 DEPLOY = {"type": "deployment.requested", "data": {"app": "shop", "version": "1.0.0"}}
@@ -145,3 +149,25 @@ async def test_a_request_in_flight_makes_its_twin_wait(make_client, broker) -> N
     gate.set()
     assert (await first).status == 202
     assert len(await published(broker)) == 1
+
+
+async def test_a_claim_left_pending_by_a_dead_process_expires_soon(
+    make_client, broker, redis_client, names
+) -> None:
+    """A process killed between claiming and publishing leaves a pending claim; the
+    sender's retry is refused only while it lives (seconds), not for the whole window."""
+    from gateway.ids import fingerprint
+
+    client = await make_client(pending_claim_ttl=1)
+    state = client.app[STATE]
+    key = names.idempotency_key("ops", fingerprint("crashed"))
+    body_print = fingerprint(
+        json.dumps(PublishRequest.model_validate(DEPLOY).model_dump(exclude={"id"}), sort_keys=True)
+    )
+    assert await state.replay.claim(key, 86400, body_print) is Claim.NEW  # ... then "crash"
+    first = await client.post("/events", json=DEPLOY, headers=auth(idem="crashed"))
+    assert first.status == 409
+    await asyncio.sleep(1.5)
+    retry = await client.post("/events", json=DEPLOY, headers=auth(idem="crashed"))
+    assert retry.status == 202
+    assert await redis_client.ttl(key) > 3600  # published: the full window from now on

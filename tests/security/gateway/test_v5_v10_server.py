@@ -17,6 +17,7 @@ import pytest
 from gateway import server as server_module
 from gateway.app import create_app
 from gateway.server import GatewayServer, RateLimitedLog
+from gateway.state import STATE
 from schemas.gateway_config import GatewayConfig, ServerLimits
 from tests.gateway.conftest import OPS_KEY, config_document
 from tests.reports import report
@@ -125,6 +126,8 @@ async def test_connections_are_capped_and_real_clients_get_through(serve) -> Non
     )
     assert statuses == [200] * 5
     assert server.peak_connections <= 4
+    registry = server.app[STATE].metrics.registry
+    assert registry.get_sample_value("codebus_gateway_open_connections") <= 4
 
 
 async def test_accept_errors_are_logged_rarely_and_serving_goes_on(
@@ -154,6 +157,8 @@ async def test_accept_errors_are_logged_rarely_and_serving_goes_on(
     report("gateway_accept_errors", f"accept_errors={failures} log_lines={len(lines)}")
     assert failures == 300
     assert len(lines) == 1 and lines[0].exc_info is None
+    registry = server.app[STATE].metrics.registry
+    assert registry.get_sample_value("codebus_gateway_accept_errors_total") == 300
 
 
 def test_rate_limited_log_counts_what_it_suppressed(caplog) -> None:
