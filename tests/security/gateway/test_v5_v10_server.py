@@ -193,3 +193,54 @@ async def test_malformed_authorization_header_is_neither_logged_nor_echoed(serve
     assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request"), answer[:200]
     assert OPS_KEY not in answer.decode("latin-1")
     assert OPS_KEY not in logged
+
+
+@pytest.mark.parametrize("cap", [32, 1000], ids=["cap-below-fd-limit", "cap-above-fd-limit"])
+async def test_more_idle_sockets_than_file_descriptors(cap, redis_url) -> None:
+    """The attack of V5 at scale: a gateway process limited to 64 file descriptors gets
+    150 idle connections, then real requests. With the cap below the limit nothing
+    fails; with a cap set too high, accept() hits EMFILE: a few log lines, no
+    tracebacks, and real requests are still served as idle connections time out."""
+    import os
+    import sys
+
+    from tests.helpers import free_port
+
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.security.gateway.fd_gateway", str(port), "64", str(cap),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ},
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    stderr_task = asyncio.create_task(proc.stderr.read())
+    try:
+        async with asyncio.timeout(30):
+            assert (await proc.stdout.readline()).strip() == b"READY"
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(150)]
+        timeout = aiohttp.ClientTimeout(total=90)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+
+            async def health() -> int:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                    return resp.status
+
+            statuses = await asyncio.gather(*(health() for _ in range(5)))
+        for _, writer in idle:
+            writer.close()
+    finally:
+        proc.terminate()
+        await proc.wait()
+    log = (await stderr_task).decode(errors="replace")
+    accept_lines = [ln for ln in log.splitlines() if "accept() failed" in ln]
+    report(
+        f"gateway_fd_exhaustion_cap{cap}",
+        f"fd_limit=64 idle_sockets=150 real_requests_ok={statuses.count(200)}/5 "
+        f"accept_error_lines={len(accept_lines)} log_bytes={len(log)} "
+        f"tracebacks={log.count('Traceback')}",
+    )
+    assert statuses == [200] * 5
+    assert "Traceback" not in log
+    assert len(accept_lines) <= 2
+    if cap < 64:
+        assert accept_lines == []
