@@ -119,6 +119,7 @@ def _webhook_operation() -> dict[str, Any]:
             "409": _problem(
                 "Replay: this webhook id (or, for GitHub, this body) was already received."
             ),
+            "408": _problem("The body did not arrive within server.body_timeout_seconds."),
             "413": _problem("Body larger than the configured limit."),
             "415": _problem("Content-Type is not application/json."),
             "503": _UNAVAILABLE,
@@ -178,6 +179,7 @@ def _events_operation() -> dict[str, Any]:
                 _RETRY_AFTER,
             ),
             "422": _problem("This Idempotency-Key was used for a different request."),
+            "408": _problem("The body did not arrive within server.body_timeout_seconds."),
             "413": _problem("Body larger than the configured limit."),
             "415": _problem("Content-Type is not application/json."),
             "503": _UNAVAILABLE,

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.metrics import GatewayMetrics
 from gateway.state import STATE
@@ -108,9 +109,9 @@ class GuardedRequestHandler(web.RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        """4xx from the HTTP parser: a fixed answer; the parser's message, which quotes
+        """Errors of the HTTP parser: a fixed answer; the parser's message, which quotes
         the offending bytes (possibly a credential), is neither logged nor sent."""
-        if status >= 500:
+        if status >= 500 and not isinstance(exc, HttpProcessingError):
             return super().handle_error(request, status, exc, message)
         _malformed_log.warning(
             "malformed",
