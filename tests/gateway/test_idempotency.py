@@ -134,16 +134,17 @@ async def test_bad_idempotency_keys_name_the_field(client, headers, body, field)
 
 
 async def test_a_request_in_flight_makes_its_twin_wait(make_client, broker) -> None:
-    gate = asyncio.Event()
+    gate, entered = asyncio.Event(), asyncio.Event()
 
     class Slow(FlakyBroker):
         async def publish(self, event, *, headers=None) -> None:
+            entered.set()
             await gate.wait()
             await self._inner.publish(event)
 
     client = await make_client(broker=Slow(broker))
     first = asyncio.create_task(client.post("/events", json=DEPLOY, headers=auth(idem="twin")))
-    await asyncio.sleep(0.2)
+    await entered.wait()  # the first request holds the claim and is publishing
     twin = await client.post("/events", json=DEPLOY, headers=auth(idem="twin"))
     assert twin.status == 409 and (await twin.json())["error"] == "in_progress"
     gate.set()
