@@ -299,6 +299,39 @@ async def test_replays_never_publish_twice(client, broker) -> None:
     assert new_ids == set() and server_errors == 0
 
 
+#: Beyond the tool-level table: more spellings and names an attacker would try.
+EXTRA_DNS = {
+    "127.0.0.1.nip.io": ["127.0.0.1"],
+    "internal.example": ["10.1.2.3"],
+    "gcp-metadata.example": ["169.254.169.254"],
+    "v6-mapped-meta.example": ["::ffff:169.254.169.254"],
+    "mixed.example": ["2606:2800:220:1:248:1893:25c8:1946", "fd00::1"],
+    "nat64.example": ["64:ff9b::a00:1"],
+}
+EXTRA_REFUSED = [
+    "http://0x0a000001/",
+    "http://012.0.0.1/",
+    "http://10.1/",
+    "http://0xa9fea9fe/",
+    "http://2852039166/",
+    "http://[::ffff:10.0.0.1]/",
+    "http://[::ffff:a9fe:a9fe]/",
+    "http://[2002:a9fe:a9fe::]/",
+    "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+    "http://[fe80::1%25eth0]/",
+    "http://127.0.0.1.nip.io/",
+    "http://internal.example/",
+    "http://gcp-metadata.example/computeMetadata/v1/",
+    "http://v6-mapped-meta.example/",
+    "http://mixed.example/",
+    "http://nat64.example/",
+    "http://localhost./",
+    "http://LOCALHOST/",
+    "https://user:pw@10.0.0.1/",
+    "http://192.168.1.1:8080/admin",
+]
+
+
 class Listener:
     """A TCP listener counting connections: reaching it means the SSRF guard failed."""
 
@@ -344,9 +377,11 @@ async def test_ssrf_targets_are_never_reached() -> None:
         resolutions.append(host)
         if host == "rebind.example":
             return ["93.184.216.34"] if resolutions.count(host) == 1 else ["127.0.0.1"]
+        if host in EXTRA_DNS:
+            return EXTRA_DNS[host]
         return await _resolve_with_localhost(host, port_)
 
-    targets = [_with_port(u, port) for u in REFUSED]
+    targets = [_with_port(u, port) for u in (*REFUSED, *EXTRA_REFUSED)]
     sender = WebhookSender(resolve=rebinding_resolve, timeout=2)
     # The rebinding name is vetted once and the connection pinned to that public
     # address (unreachable here): the later loopback answer is never asked for.
