@@ -172,3 +172,24 @@ async def test_a_claim_left_pending_by_a_dead_process_expires_soon(
     retry = await client.post("/events", json=DEPLOY, headers=auth(idem="crashed"))
     assert retry.status == 202
     assert await redis_client.ttl(key) > 3600  # published: the full window from now on
+
+
+async def test_a_webhook_503_names_the_event_ids_a_retry_will_reuse(make_client, broker) -> None:
+    from schemas.webhooks import sign_headers
+    from tests.gateway.conftest import NOW, STANDARD_SECRET
+
+    client = await make_client(broker=FlakyBroker(broker, PublishOutcomeUnknown("lost")))
+    body = json.dumps(DEPLOY).encode()
+    headers = {
+        **sign_headers(STANDARD_SECRET, "msg_unknown", int(NOW), body),
+        "Content-Type": "application/json",
+    }
+    first = await client.post("/webhooks/ci", data=body, headers=headers)
+    assert first.status == 503
+    answer = await first.json()
+    assert answer["error"] == "outcome_unknown" and answer["accepted"] == "unknown"
+    retry = await client.post("/webhooks/ci", data=body, headers=headers)
+    assert retry.status == 202  # the claim was released: the retry is not a "replay"
+    assert (await retry.json())["ids"] == answer["ids"]
+    events = await published(broker)
+    assert [e.id for e in events] == answer["ids"] * 2  # one copy each; inboxes dedupe
