@@ -89,9 +89,17 @@ class GuardedRequestHandler(web.RequestHandler):
     """aiohttp's connection protocol, with a close callback (the accept loop's slot) and
     malformed requests answered without echoing them."""
 
-    def __init__(self, manager: web.Server, *, on_close: Callable[[], None], **kwargs: Any):
+    def __init__(
+        self,
+        manager: web.Server,
+        *,
+        on_close: Callable[[], None],
+        on_malformed: Callable[[], None] = lambda: None,
+        **kwargs: Any,
+    ):
         super().__init__(manager, **kwargs)
         self._on_close: Callable[[], None] | None = on_close
+        self._on_malformed = on_malformed
 
     def connection_lost(self, exc: BaseException | None) -> None:
         """Free the connection's slot once aiohttp has released it."""
@@ -113,6 +121,8 @@ class GuardedRequestHandler(web.RequestHandler):
         the offending bytes (possibly a credential), is neither logged nor sent."""
         if status >= 500 and not isinstance(exc, HttpProcessingError):
             return super().handle_error(request, status, exc, message)
+        # The log line is rate-limited; the metric counts every one.
+        self._on_malformed()
         _malformed_log.warning(
             "malformed",
             "malformed HTTP request from %s: %s",
@@ -177,6 +187,10 @@ class GatewayServer:
             self._sock.close()
         await self._runner.cleanup()
 
+    def _count_malformed(self) -> None:
+        if self._metrics is not None:
+            self._metrics.rejections.labels(reason="bad_request").inc()
+
     def _count(self, delta: int) -> None:
         self.open_connections += delta
         self.peak_connections = max(self.peak_connections, self.open_connections)
@@ -222,6 +236,7 @@ class GatewayServer:
             return GuardedRequestHandler(
                 server,
                 on_close=release,
+                on_malformed=self._count_malformed,
                 loop=loop,
                 keepalive_timeout=self.limits.idle_timeout_seconds,
                 # After an early answer (413, 408, 401 before the body), drain the

@@ -193,6 +193,9 @@ async def test_malformed_authorization_header_is_neither_logged_nor_echoed(serve
     assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request"), answer[:200]
     assert OPS_KEY not in answer.decode("latin-1")
     assert OPS_KEY not in logged
+    registry = server.app[STATE].metrics.registry
+    rejected = {"reason": "bad_request"}
+    assert registry.get_sample_value("codebus_gateway_rejections_total", rejected) == 1
 
 
 @pytest.mark.parametrize("cap", [32, 1000], ids=["cap-below-fd-limit", "cap-above-fd-limit"])
