@@ -1,22 +1,29 @@
-// Validate an AsyncAPI document (stdin) with the official parser; print every
-// diagnostic as JSON lines and exit 1 if any is an error (severity 0) or a warning (1).
-// Usage: node asyncapi_validate.cjs <dir holding node_modules/@asyncapi/parser>
+// Validate AsyncAPI documents with the official parser, in one node process (loading the
+// parser takes seconds). Usage: node asyncapi_validate.cjs <parser dir> <file>...
+// Prints one JSON line per file: {file, valid, channels, messages, diagnostics}; a
+// document is valid when it parses and no diagnostic is an error (0) or a warning (1).
+const fs = require("fs");
 const path = require("path");
 const { Parser } = require(path.join(process.argv[2], "node_modules", "@asyncapi", "parser"));
 
-let text = "";
-process.stdin.setEncoding("utf8");
-process.stdin.on("data", (chunk) => (text += chunk));
-process.stdin.on("end", async () => {
+(async () => {
   const parser = new Parser();
-  const { document, diagnostics } = await parser.parse(text);
-  let bad = document === undefined;
-  for (const d of diagnostics) {
-    console.log(JSON.stringify({ severity: d.severity, code: d.code, message: d.message, path: d.path }));
-    if (d.severity <= 1) bad = true;
+  for (const file of process.argv.slice(3)) {
+    const { document, diagnostics } = await parser.parse(fs.readFileSync(file, "utf8"));
+    const problems = diagnostics
+      .filter((d) => d.severity <= 1)
+      .map((d) => ({ severity: d.severity, code: d.code, message: d.message, path: d.path }));
+    console.log(
+      JSON.stringify({
+        file,
+        valid: document !== undefined && problems.length === 0,
+        channels: document ? document.channels().length : null,
+        messages: document ? document.allMessages().length : null,
+        diagnostics: problems,
+      }),
+    );
   }
-  if (document !== undefined) {
-    console.log(JSON.stringify({ channels: document.channels().length, messages: document.allMessages().length }));
-  }
-  process.exit(bad ? 1 : 0);
+})().catch((err) => {
+  console.error(err);
+  process.exit(2);
 });
