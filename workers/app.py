@@ -85,15 +85,16 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 def make_middleware(
     settings: Settings, redis: aioredis.Redis, registry: CollectorRegistry
 ) -> list[Middleware]:
-    """Logging, metrics, idempotency (Redis inbox), retries - in that order."""
+    """Logging, metrics, retries, idempotency (Redis inbox) - in that order: after-hooks
+    run in reverse, so a commit the inbox cannot apply still goes to the retry policy."""
     inbox = Inbox(
         redis, settings.names, lease=settings.inbox_lease, retention=settings.inbox_retention
     )
     return [
         LoggingMiddleware(),
         MetricsMiddleware(registry),
-        IdempotencyMiddleware(inbox),
         RetriesMiddleware(retry_policy(settings)),
+        IdempotencyMiddleware(inbox),
     ]
 
 
