@@ -20,6 +20,12 @@ dead-lettered by the runtime without calling the handler.
 from __future__ import annotations
 
 
+def describe(exc: BaseException) -> str:
+    """An exception's message, or its type name when the message is empty (``str()`` of
+    a bare ``TimeoutError()`` is '')."""
+    return str(exc) or type(exc).__name__
+
+
 class BusError(Exception):
     """Root of the bus exceptions; ``event_id`` names the event when one is involved."""
 

@@ -118,10 +118,18 @@ async def run_unit(
             deps={"redis": redis, "names": settings.names, **(deps or {})},
             grace_period=settings.grace_period,
             source=settings.source,
+            stall_after=settings.stall_after,
         )
         runner = None
         if settings.http_port:
-            app = http.health_app(registry, {"broker": broker.ping, "redis": redis.ping})
+            # Ready = the dependencies answer AND the worker makes progress (consumers
+            # attached, deliveries settling, connection not blocked by an alarm).
+            checks: dict[str, http.Check] = {
+                "broker": broker.ping,
+                "redis": redis.ping,
+                "worker": worker.check,
+            }
+            app = http.health_app(registry, checks)
             runner = await http.serve(app, settings.http_host, settings.http_port)
         log.info("unit %s started (concurrency %d)", unit.name, settings.concurrency)
         try:
