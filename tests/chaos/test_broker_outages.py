@@ -26,7 +26,9 @@ pytestmark = pytest.mark.timeout(400)
 IN_FLIGHT = 20
 
 
-@pytest.mark.parametrize("fault", ["kill", "stop_app"])
+# stop_app is the fault that stranded events before the fix (0 of 20 processed); a
+# kill -9 is covered by the outage cycles below.
+@pytest.mark.parametrize("fault", ["stop_app"])
 async def test_in_flight_events_are_processed_after_a_broker_drop(
     fault, private_rabbit: PrivateRabbit, names, middleware_for
 ):

@@ -10,6 +10,8 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bus import deadletters
 from bus.rabbitmq import RabbitBroker
@@ -49,7 +51,13 @@ async def test_redis_stopped_killed_and_hung_under_load(
             await asyncio.sleep(0.01)
 
     async def processed() -> int:
-        return int(await redis.hlen(key(names, "ledger")))
+        # The test's own connection dies with the server as well: reconnect and ask again.
+        for _ in range(100):
+            try:
+                return int(await redis.hlen(key(names, "ledger")))
+            except (RedisConnectionError, RedisTimeoutError):
+                await asyncio.sleep(0.05)
+        raise AssertionError("the private Redis does not answer the test")
 
     async def resumed_after(restored: float) -> float:
         """Seconds from Redis's return until the ledger grows again."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -25,18 +23,11 @@ LATE_AFTER = 10.0  # seconds past max(due time, broker back) that count as late
 WARM_UP = 6.0
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[PrivateRabbit]:
-    node = PrivateRabbit(tmp_path / "rabbit")
-    node.start()
-    try:
-        yield node
-    finally:
-        node.stop()
-
-
 @pytest.mark.parametrize("fault", ["kill", "stop_app"])
-async def test_retries_scheduled_before_a_restart_come_back_on_time(fault, node, names):
+async def test_retries_scheduled_before_a_restart_come_back_on_time(
+    fault, private_rabbit: PrivateRabbit, names
+):
+    node = private_rabbit
     broker = RabbitBroker(node.url, names=names, reconnect_interval=0.5)
     await broker.connect()
     queue = names.subscription_queue("retried")
