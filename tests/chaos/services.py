@@ -104,7 +104,15 @@ class PrivateRabbit:
 
     def _wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while not self._answers():
+        while True:
+            if self._answers():
+                # The listener is up; the CLI (used for the next fault) must reach the
+                # node too: one ping confirms it.
+                try:
+                    self.ctl("ping", tool="rabbitmq-diagnostics", timeout=30)
+                    return
+                except (RuntimeError, subprocess.TimeoutExpired):
+                    pass
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"rabbitmq-server exited; see {self.root / 'log'}")
             if time.monotonic() > deadline:

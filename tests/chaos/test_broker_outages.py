@@ -111,15 +111,21 @@ async def test_broker_outages_mid_stream(
     publisher = asyncio.create_task(publish_forever())
     catch_up: list[float] = []
     back: list[float] = []
+    unready_during_outage = 0
     try:
         for fault in CYCLES:
             await asyncio.sleep(1.5)
             if fault == "kill":
                 await asyncio.to_thread(private_rabbit.kill)
-                await asyncio.to_thread(private_rabbit.start)
             else:
                 await asyncio.to_thread(private_rabbit.stop_app)
-                await asyncio.sleep(2)
+            await asyncio.sleep(1)
+            if (await asyncio.to_thread(worker.ready))[0] == 503:
+                unready_during_outage += 1
+            if fault == "kill":
+                await asyncio.to_thread(private_rabbit.start)
+            else:
+                await asyncio.sleep(1)
                 await asyncio.to_thread(private_rabbit.start_app)
             returned = time.monotonic()
             while (await asyncio.to_thread(worker.ready))[0] != 200:
@@ -155,8 +161,10 @@ async def test_broker_outages_mid_stream(
         f"cycles={len(CYCLES)} (kill -9 x5, stop_app x5) confirmed={len(confirmed)} "
         f"lost={lost} applied_twice={twice} runs_without_claim={noclaim} "
         f"outcome_unknown={unknown} not_sent={not_sent} "
+        f"readyz_503_during_outage={unready_during_outage}/{len(CYCLES)} "
         f"consumers_back_max={max(back):.1f}s processed_after_return_max={max(catch_up):.1f}s"
     )
     reports.report("chaos 2 broker outages", figures)
     assert code == 0, figures
     assert lost == 0 and twice == 0 and noclaim == 0, figures
+    assert unready_during_outage == len(CYCLES), figures

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import aio_pika
 import pytest
 
 from bus.codec import encode
@@ -81,3 +82,39 @@ async def test_retries_scheduled_before_a_restart_come_back_on_time(
     )
     reports.report(f"retry after restart {fault}", figures)
     assert len(arrived) == len(due) and not late, figures
+
+
+async def test_retries_do_not_depend_on_a_declared_exchange(private_rabbit: PrivateRabbit, names):
+    """The root cause of G: after a kill -9, RabbitMQ 3.10 came back without the retry
+    exchange declared seconds before (the quorum delay queues survived) and parked the
+    expired copies for 3 minutes. Losing that exchange must not delay a retry."""
+    broker = RabbitBroker(private_rabbit.url, names=names)
+    await broker.connect()
+    queue = names.subscription_queue("retried")
+    await broker.declare_queue(queue, ["deployment.requested"])
+    due: dict[str, float] = {}
+    for delay in (1.0, 2.0, 3.0):
+        event = new_event("deployment.requested", {"app": "a", "version": str(delay)})
+        await broker.send(queue, encode(event), delay=delay)
+        due[event.id] = time.monotonic() + delay
+    conn = await aio_pika.connect(private_rabbit.url)
+    try:
+        channel = await conn.channel()
+        await channel.exchange_delete(names.retry_exchange)  # as the crash did
+    finally:
+        await conn.close()
+    arrived: dict[str, float] = {}
+    deadline = time.monotonic() + 3.0 + LATE_AFTER
+    try:
+        while len(arrived) < len(due) and time.monotonic() < deadline:
+            delivery = await broker.get(queue)
+            if delivery is None:
+                await asyncio.sleep(0.1)
+                continue
+            arrived[delivery.message.message_id] = time.monotonic()
+            await delivery.ack()
+    finally:
+        await broker.close()
+    late = [arrived[m] - due[m] for m in arrived]
+    assert len(arrived) == len(due), f"{len(due) - len(arrived)} retries parked"
+    assert max(late) < LATE_AFTER, late
