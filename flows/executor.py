@@ -55,11 +55,17 @@ class _Run:
         self.calls[-1]["status"] = res.status
 
     async def scale(self, name: str, replicas: int) -> None:
-        res = await self.call(
-            "kubernetes.kubectl_scale",
-            {"name": name, "replicas": replicas, "namespace": self.s.namespace},
-            {"name": name, "replicas": replicas},
-        )
+        try:
+            res = await self.call(
+                "kubernetes.kubectl_scale",
+                {"name": name, "replicas": replicas, "namespace": self.s.namespace},
+                {"name": name, "replicas": replicas},
+            )
+        except ToolFailed as exc:
+            if exc.status == 404 and replicas == 0:
+                self.calls[-1]["error"] = "not found: nothing to scale down"
+                return  # the state asked for (no pods of it) holds
+            raise
         self.calls[-1]["previous"] = res.previous_replicas
 
     async def status(self, name: str) -> Any:
