@@ -8,12 +8,14 @@ out, and one with a critical vulnerability that is stopped at the scan.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import TextIO
 
 from schemas.envelope import Event, new_event
+from schemas.flows import FlowsConfig, RollingSpec, StrategySpec
 from schemas.tools.security_scanner import Vulnerability
 from tools.adapters.security_scanner_fake import FakeSecurityScannerServer
 from tools.adapters.slack_fake import FakeSlackServer
@@ -68,7 +70,13 @@ async def run_demo(out: TextIO, timeout: float = 30.0) -> int:
             f"{time.monotonic() - t0:6.3f}s  {ev.type:<26} {ev.id[:8]} {cause:<11} {_summary(ev)}\n"
         )
 
-    async with EmbeddedSystem(on_event=show) as system:
+    ctx_dir = tempfile.mkdtemp(prefix="codebus-demo-")
+    flows = FlowsConfig(
+        manifest_roots=(ctx_dir,),
+        allow_unlisted_apps=True,
+        default=StrategySpec(rolling=RollingSpec(progress_deadline=5.0, poll_interval=0.05)),
+    )
+    async with EmbeddedSystem(on_event=show, flows_config=flows, sweep_interval=0.5) as system:
         system.server(FakeSecurityScannerServer).image_vulnerabilities[VULNERABLE_IMAGE] = [
             Vulnerability(
                 id="CVE-2022-0778",
@@ -83,9 +91,12 @@ async def run_demo(out: TextIO, timeout: float = 30.0) -> int:
         slack = system.server(FakeSlackServer)
         out.write("codebus demo: in-memory broker, fakeredis, fake tool servers\n")
         out.write(f"units: {', '.join(system.units)}\n\n")
-        with tempfile.TemporaryDirectory() as ctx_dir:
+        try:
             (Path(ctx_dir) / "Dockerfile").write_text("FROM scratch\n")
             (Path(ctx_dir) / "k8s.yaml").write_text(MANIFEST)
+            (Path(ctx_dir) / "shop").mkdir()
+            shop = MANIFEST.replace("web", "shop").replace("shop:1.4.2", VULNERABLE_IMAGE)
+            (Path(ctx_dir) / "shop" / "k8s.yaml").write_text(shop)
             good = new_event(
                 "deployment.requested",
                 {
@@ -113,6 +124,8 @@ async def run_demo(out: TextIO, timeout: float = 30.0) -> int:
                 await system.settle(timeout)
             except TimeoutError:
                 out.write("demo did not settle in time\n")
+        finally:
+            shutil.rmtree(ctx_dir, ignore_errors=True)
         seen = system.events
         ends = {
             e.correlationid: e.type

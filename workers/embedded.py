@@ -14,6 +14,7 @@ from bus.abc import Delivery
 from bus.memory import MemoryBroker
 from bus.runtime import Worker
 from schemas.envelope import Event
+from schemas.flows import FlowsConfig
 from schemas.names import Names
 from tools.spec import ToolServer
 from tools.toolbox import Toolbox
@@ -38,6 +39,8 @@ class EmbeddedSystem:
         settings: Settings | None = None,
         on_event: Callable[[Event], Awaitable[None] | None] | None = None,
         rollout_timeout: float = 5.0,
+        flows_config: FlowsConfig | None = None,
+        sweep_interval: float = 1.0,
     ) -> None:
         self.settings = settings or Settings(retry_base_delay=0.05, max_attempts=3, http_port=0)
         self.names = Names(prefix=self.settings.prefix)
@@ -52,6 +55,8 @@ class EmbeddedSystem:
         self.workers: list[Worker] = []
         self._on_event = on_event
         self._rollout_timeout = rollout_timeout
+        self.flows_config = flows_config
+        self._sweep_interval = sweep_interval
         self._tap: Any = None
 
     def server(self, kind: type[S]) -> S:
@@ -81,6 +86,9 @@ class EmbeddedSystem:
                     "names": self.names,
                     "toolbox": self.toolbox.as_role(name),
                     "rollout_timeout": self._rollout_timeout,
+                    "flows_config": self.flows_config,
+                    "flows_sweep_interval": self._sweep_interval,
+                    "flows_sweep_grace": self._sweep_interval,
                 },
                 source=f"codebus/{name}",
             )

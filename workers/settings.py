@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     tools_config: Path | None = Field(None, description="YAML file configuring tool servers")
     fake_tools: bool = Field(False, description="use in-memory fakes of every tool server")
     gateway_config: Path | None = Field(None, description="YAML/JSON gateway configuration")
+    flows_config: Path | None = Field(
+        None, description="YAML deployment policy and strategy specs (progressive delivery)"
+    )
 
     @field_validator("amqp_url")
     @classmethod

@@ -55,7 +55,10 @@ UNITS: dict[str, Unit] = {
     u.name: u
     for u in (
         Unit(
-            "deploy", "deployment flow: build, deploy, roll back", ("handlers.deployment:router",)
+            "deploy",
+            "deployment flows: rolling, blue-green, canary; timers, commands, sweeps",
+            ("handlers.deployment:router", "handlers.flows:router"),
+            deps="workers.units:flow_deps",
         ),
         Unit("security", "image scans and security findings", ("handlers.security:router",)),
         Unit("notify", "notifications to people (Slack)", ("handlers.notifications:router",)),
@@ -68,6 +71,16 @@ UNITS: dict[str, Unit] = {
         ),
     )
 }
+
+
+def flow_deps(settings: Settings, redis: Any) -> dict[str, Any]:
+    """The ``deploy`` unit's flows configuration (``CODEBUS_FLOWS_CONFIG`` or the default)."""
+    from flows.config import FlowsConfigError, load_flows_config
+
+    try:
+        return {"flows_config": load_flows_config(settings.flows_config)}
+    except FlowsConfigError as exc:
+        raise ConfigError(f"CODEBUS_FLOWS_CONFIG: {exc}") from None
 
 
 class UnknownUnit(ConfigError):
