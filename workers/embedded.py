@@ -58,6 +58,8 @@ class EmbeddedSystem:
         self.flows_config = flows_config
         self._sweep_interval = sweep_interval
         self._tap: Any = None
+        #: Each unit's metrics registry (what its ``/metrics`` would serve).
+        self.registries: dict[str, CollectorRegistry] = {}
 
     def server(self, kind: type[S]) -> S:
         """The fake tool server of this type (to configure or inspect it)."""
@@ -77,11 +79,13 @@ class EmbeddedSystem:
         await self.toolbox.start()
         self._tap = await self.broker.tap(["#"], self._record)
         for name in self.units:
+            registry = self.registries[name] = CollectorRegistry()
             worker = Worker(
                 self.broker,
                 UNITS[name].subscriptions(),
-                middleware=make_middleware(self.settings, self.redis, CollectorRegistry()),
+                middleware=make_middleware(self.settings, self.redis, registry),
                 deps={
+                    "metrics_registry": registry,
                     "redis": self.redis,
                     "names": self.names,
                     "toolbox": self.toolbox.as_role(name),
