@@ -156,5 +156,18 @@ class Names:
         """State of one workflow (pipeline or saga run)."""
         return f"{self._r}:workflow:{workflow_id}"
 
+    @property
+    def workflows_index_key(self) -> str:
+        """Sorted set of pipeline and saga run ids by creation time."""
+        return f"{self._r}:workflows"
+
+    @property
+    def workflows_due_key(self) -> str:
+        """Sorted set of runs by when their pending step is due (for a sweep)."""
+        return f"{self._r}:workflows:due"
+
+    #: Subscription whose queue receives the runs' ``workflow.step_due`` (sent, not published).
+    WORKFLOW_STEP_SUBSCRIPTION = "workflows.steps"
+
 
 DEFAULT_NAMES = Names()

@@ -84,6 +84,23 @@ UNITS: dict[str, Unit] = {
             tools=("slack-notifications.*",),
         ),
         Unit(
+            "workflows",
+            "pipelines and sagas declared in YAML: one step per delivery, compensations",
+            ("handlers.workflows:router",),
+            deps="workers.units:workflow_deps",
+            # What the guide's pipeline and saga steps call; a step calling anything
+            # else fails with a permission error naming the tool.
+            tools=(
+                "docker.docker_build",
+                "docker.docker_images",
+                "security-scanner.docker_security_scan",
+                "kubernetes.*",
+                "s3-storage.*",
+                "slack-notifications.*",
+                "prometheus-monitoring.prometheus_query",
+            ),
+        ),
+        Unit(
             "workitems",
             "the guide's follow-ups: Azure DevOps work items and Bugs, deployment_info metric",
             ("handlers.workitems:router",),
@@ -109,6 +126,11 @@ def unit_roles() -> dict[str, list[str]]:
     """Role name -> allowed tools: one role per unit (its ``tools``), plus ``operator``
     (the CLI's ``codebus tools call``), which may call anything."""
     return {**{u.name: list(u.tools) for u in UNITS.values()}, "operator": ["*"]}
+
+
+def workflow_deps(settings: Settings, redis: Any) -> dict[str, Any]:
+    """Where the ``workflows`` unit keeps run records (``CODEBUS_FLOWS_BUCKET``)."""
+    return {"flows_bucket": settings.flows_bucket}
 
 
 def flow_deps(settings: Settings, redis: Any) -> dict[str, Any]:
