@@ -144,7 +144,9 @@ class Running:
         deadline = time.monotonic() + seconds
         while True:
             state = await self.state(flow_id)
-            if state.phase in phases:
+            record = await self.repo.get(flow_id)
+            # The record is written after the state: wait for both.
+            if state.phase in phases and record is not None and record.rev == state.rev:
                 return state
             if time.monotonic() > deadline:
                 raise AssertionError(f"{flow_id} is {state.phase}, journal {state.journal}")

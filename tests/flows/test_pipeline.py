@@ -200,7 +200,7 @@ async def test_a_step_that_overruns_its_timeout_fails(unit: Running) -> None:
     unit.ops.slow["do:notify"] = 5.0
     flow_id = await unit.run(spec, DATA)
     await unit.until_phase(flow_id, "failed")
-    (report,) = unit.of_type("workflow.failed")
+    (report,) = await unit.wait_for(lambda: unit.of_type("workflow.failed"))
     assert report.data["failed_step"] == "notify"
     assert "no answer within 0.2s" in report.data["error"]
 
