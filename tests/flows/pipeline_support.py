@@ -154,8 +154,11 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running_workflows(kind: str, redis: Any, names: Names) -> AsyncIterator[Running]:
-    """The ``workflows`` unit on ``kind`` (memory or rabbitmq), Redis and the guard chain."""
+async def running_workflows(
+    kind: str, redis: Any, names: Names, servers: tuple[ToolServer, ...] = ()
+) -> AsyncIterator[Running]:
+    """The ``workflows`` unit on ``kind`` (memory or rabbitmq), Redis and the guard chain,
+    calling the stand-in ``ops`` server and ``servers``."""
     ops = OpsServer()
     cfg = guard_config(
         ToolsFile(
@@ -165,7 +168,7 @@ async def running_workflows(kind: str, redis: Any, names: Names) -> AsyncIterato
             }
         )
     )
-    toolbox = build_toolbox([ops], redis, names, cfg, "test")
+    toolbox = build_toolbox([ops, *servers], redis, names, cfg, "test")
     await toolbox.start()
     broker: Any = MemoryBroker(names) if kind == "memory" else RabbitBroker(AMQP_URL, names=names)
     await broker.connect()
