@@ -181,6 +181,7 @@ async def on_step_due(due: WorkflowStepDue, ctx: HandlerContext) -> None:
             state = await store.save(begin(state, time.time()), state.rev)
         except Conflict:
             return  # another delivery of this cursor is running it
+        await record(ctx, state)  # the intent: this tool is being called
     outcome = await call(ctx, state)
     new, messages = advance(state, outcome, time.time())
     await store_and_send(ctx, new, messages, state.rev)

@@ -106,7 +106,7 @@ class Running:
     redis: Any
     names: Names
     ops: OpsServer
-    repo: InMemoryRepository
+    repo: Any
     events: list[Event] = field(default_factory=list)
 
     async def publish(self, type: str, data: dict[str, Any]) -> Event:
@@ -143,19 +143,28 @@ class Running:
     async def until_phase(self, flow_id: str, *phases: str, seconds: float = 30) -> WorkflowState:
         deadline = time.monotonic() + seconds
         while True:
-            state = await self.state(flow_id)
+            state = await WorkflowStore(self.redis, self.names).load(flow_id)
             record = await self.repo.get(flow_id)
             # The record is written after the state: wait for both.
-            if state.phase in phases and record is not None and record.rev == state.rev:
+            if (
+                state is not None
+                and state.phase in phases
+                and record is not None
+                and record.rev == state.rev
+            ):
                 return state
             if time.monotonic() > deadline:
-                raise AssertionError(f"{flow_id} is {state.phase}, journal {state.journal}")
+                raise AssertionError(f"{flow_id}: {state}")
             await asyncio.sleep(0.02)
 
 
 @contextlib.asynccontextmanager
 async def running_workflows(
-    kind: str, redis: Any, names: Names, servers: tuple[ToolServer, ...] = ()
+    kind: str,
+    redis: Any,
+    names: Names,
+    servers: tuple[ToolServer, ...] = (),
+    repo: Any = None,
 ) -> AsyncIterator[Running]:
     """The ``workflows`` unit on ``kind`` (memory or rabbitmq), Redis and the guard chain,
     calling the stand-in ``ops`` server and ``servers``."""
@@ -172,7 +181,11 @@ async def running_workflows(
     await toolbox.start()
     broker: Any = MemoryBroker(names) if kind == "memory" else RabbitBroker(AMQP_URL, names=names)
     await broker.connect()
-    running = Running(broker, redis, names, ops, InMemoryRepository())
+    if repo is None:
+        repo = InMemoryRepository()
+    elif callable(repo):
+        repo = repo(toolbox.as_role("workflows"))  # a repository over this toolbox
+    running = Running(broker, redis, names, ops, repo)
 
     async def collect(delivery: Any) -> None:
         running.events.append(Event.from_json(delivery.message.body))
