@@ -35,7 +35,14 @@ from workers.settings import ConfigError
 
 #: Least privilege: what each worker unit's role may call.
 UNIT_ROLES: dict[str, list[str]] = {
-    "deploy": ["docker.docker_build", "docker.docker_images", "kubernetes.*"],
+    "deploy": [
+        "docker.docker_build",
+        "docker.docker_images",
+        "kubernetes.*",
+        # analysis steps of progressive delivery (read-only queries)
+        "prometheus-monitoring.prometheus_query",
+        "prometheus-monitoring.prometheus_query_range",
+    ],
     "security": ["security-scanner.*", "docker.docker_images"],
     "notify": ["slack-notifications.*"],
     "audit": [],
