@@ -17,6 +17,7 @@ from schemas.flows import BlueGreenSpec, CanarySpec, FlowsConfig, FlowState, Str
 from tests.flows.helpers import deployment, service
 from tools.adapters.kubernetes_fake import FakeKubernetesServer
 from tools.adapters.prometheus_fake import FakePrometheusServer
+from tools.adapters.slack_fake import FakeSlackServer
 from workers.embedded import EmbeddedSystem
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,7 +32,9 @@ def flows_config(root: Path) -> FlowsConfig:
             steps=({"set_weight": 25}, {"pause": 0.2}, {"set_weight": 50}, {"pause": None}),  # type: ignore[arg-type]
             poll_interval=0.05,
         ),
-        blue_green=BlueGreenSpec(replicas=2, scale_down_delay=0.2, poll_interval=0.05),
+        blue_green=BlueGreenSpec(
+            replicas=2, scale_down_delay=0.2, poll_interval=0.05, approval_timeout=None
+        ),
     )
     return FlowsConfig(manifest_roots=(str(root),), allow_unlisted_apps=True, default=spec)
 
@@ -173,6 +176,13 @@ async def test_blue_green_waits_for_approval_then_switches_and_scales_down(tmp_p
         assert done.approval is not None and done.approval["by"] == "ann"
         promoted = [e for e in system.of_type("deployment.promoted") if e.data["flow_id"] == flow]
         assert len(promoted) == 1 and promoted[0].data["by"] == "ann"
+        await system.settle()
+        titles = [str(m.payload) for m in system.server(FakeSlackServer).messages]
+        # one notification per state change that matters: two flows, one approval each
+        assert sum("Approval needed: web" in t for t in titles) == 2
+        assert sum("Deployment promoted: web 2.0" in t for t in titles) == 1
+        # started, approval needed, promoted, completed - per flow, nothing per step
+        assert len(titles) == 8, titles
 
 
 async def test_blue_green_denied_scales_the_preview_down(tmp_path: Path) -> None:
@@ -250,6 +260,11 @@ async def test_canary_rolled_back_on_a_breach_says_why_in_one_line(tmp_path: Pat
         assert rolled.data["evidence"] and "0.09" in rolled.data["evidence"]
         [failed] = [e for e in system.of_type("deployment.failed") if e.data["flow_id"] == flow]
         assert failed.data["stage"] == "analysis"
+        await system.settle()
+        titles = [str(m.payload) for m in system.server(FakeSlackServer).messages]
+        [rollback] = [t for t in titles if "Deployment rolled back: web 2.0" in t]
+        assert "failure_limit" in rollback
+        assert not any("measured" in t for t in titles)
 
 
 async def test_inconclusive_analysis_waits_for_a_person(tmp_path: Path) -> None:
