@@ -116,7 +116,9 @@ def new_flow(
     policy = config.apps.get(req.app)
     spec = policy.spec_for(req.environment) if policy else config.default
     try:
-        steps, meta = compile_plan(req.strategy, spec, objects, req.overrides)
+        steps, meta = compile_plan(
+            req.strategy, spec, objects, req.overrides, config.analysis_templates
+        )
     except PlanError as exc:
         raise PolicyError(str(exc)) from None
     state = FlowState(

@@ -103,7 +103,7 @@ class FlowEngine:
             action = state.outbox[0]
             kind = action["kind"]
             if kind == "run":
-                result = await execute(state, action, ports.call_tool)
+                result = await execute(state, action, ports.call_tool, self.clock())
                 await self.apply(flow_id, result)  # removes the action, decides what next
                 continue
             if kind == "emit":

@@ -8,9 +8,11 @@ delivery is retried and the action, still in the outbox, runs again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from flows.analysis import measure, next_due
 from flows.machine import StepResult
 from flows.objects import (
     canary_deployment,
@@ -21,6 +23,7 @@ from flows.objects import (
     without_kinds,
 )
 from flows.plan import deployments_of
+from schemas.analysis import AnalysisTemplate, Measurement
 from schemas.flows import FlowState
 from tools.errors import ToolFailed
 
@@ -32,6 +35,10 @@ class _Run:
         self.s = state
         self._call = call
         self.calls: list[dict[str, Any]] = []
+
+    async def call_plain(self, tool: str, args: dict[str, Any]) -> Any:
+        """The tool call as the analysis module wants it (errors are its evidence)."""
+        return await self._call(tool, args)
 
     async def call(self, tool: str, args: dict[str, Any], brief: dict[str, Any]) -> Any:
         entry: dict[str, Any] = {"tool": tool, **brief}
@@ -236,13 +243,46 @@ async def _abort(r: _Run) -> dict[str, Any]:
     return {}
 
 
-async def execute(state: FlowState, action: dict[str, Any], call: CallTool) -> StepResult:
+async def _measure(r: _Run, step: dict[str, Any], now: float) -> dict[str, Any]:
+    """Measure every metric of the step's template that is due (never raises for a
+    failed query: that is an ``error`` measurement)."""
+    s = r.s
+    template = AnalysisTemplate.model_validate(step["template"])
+    args = {
+        **template.args,
+        "app": s.app,
+        "version": s.version,
+        "environment": s.environment,
+        "namespace": s.namespace,
+        "flow_id": s.id,
+        "stable": str(s.meta.get("stable", "")),
+        "canary": str(s.meta.get("canary", "")),
+        **step.get("args", {}),
+    }
+    started = float(s.step_state.get("started_at", now))
+    raw = s.step_state.get("measurements") or {}
+    taken = []
+    for metric in template.metrics:
+        done = [Measurement.model_validate(m) for m in raw.get(metric.name, [])]
+        due = next_due(metric, done, started)
+        if due is not None and due <= now + 0.001:
+            m = await measure(r.call_plain, metric, args, now)
+            r.calls.append({"tool": "analysis", "metric": m.metric, "phase": m.phase})
+            taken.append(m.model_dump(mode="json"))
+    return {"measurements": taken}
+
+
+async def execute(
+    state: FlowState, action: dict[str, Any], call: CallTool, now: float | None = None
+) -> StepResult:
     """Run ``action`` (a ``run`` entry of the outbox) and report its outcome."""
     r = _Run(state, call)
     op = action["op"]
     try:
         if op == "abort":
             data = await _abort(r)
+        elif op == "measure":
+            data = await _measure(r, state.steps[action["step"]], now or time.time())
         elif op == "enter":
             data = await _enter(r, state.steps[action["step"]])
         else:

@@ -21,7 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from flows.analysis import analysis_result, next_due
 from flows.plan import describe_step
+from schemas.analysis import AnalysisResult, AnalysisTemplate, Measurement
 from schemas.flows import FlowState, Timer
 
 JOURNAL_LIMIT = 200
@@ -174,6 +176,10 @@ class _Decision:
             self.arm("step", float(step.get("seconds") or 0.0))
         elif kind == "approval":
             self.request_approval(f"step {index}: promotion needs approval", step)
+        elif kind == "analysis":
+            self.phase(phase)
+            self.s.step_state.update(started_at=self.now, measurements={})
+            self.schedule_analysis()
         else:  # a plan from a newer version: fail loudly rather than skip it
             self.fail("plan", f"step {index}: unknown step kind {kind!r}")
 
@@ -204,6 +210,61 @@ class _Decision:
         return next(
             (i for i, st in enumerate(self.s.steps) if st.get("promotion")), len(self.s.steps)
         )
+
+    # ---- analysis ----------------------------------------------------------------------
+    def measurements(self) -> dict[str, list[Measurement]]:
+        raw = self.s.step_state.get("measurements") or {}
+        return {k: [Measurement.model_validate(m) for m in v] for k, v in raw.items()}
+
+    def schedule_analysis(self) -> None:
+        """Arm the timer of the next measurement due, or conclude when none is."""
+        template = AnalysisTemplate.model_validate(self.step["template"])
+        started = float(self.s.step_state["started_at"])
+        ms = self.measurements()
+        dues = [next_due(m, ms.get(m.name, []), started) for m in template.metrics]
+        live = [d for d in dues if d is not None]
+        if not live:
+            self.conclude(analysis_result(template, ms, finished=True))
+        else:
+            self.arm("analysis", min(live) - self.now)
+
+    def after_measure(self, data: dict[str, Any]) -> None:
+        raw = self.s.step_state.setdefault("measurements", {})
+        for m in data.get("measurements") or []:
+            raw.setdefault(m["metric"], []).append(m)
+            self.emit(
+                "deployment.analysis_measured",
+                metric=m["metric"],
+                phase=m["phase"],
+                value=m.get("value"),
+                message=m.get("message", ""),
+                query=m.get("query", ""),
+            )
+        template = AnalysisTemplate.model_validate(self.step["template"])
+        result = analysis_result(template, self.measurements(), finished=False)
+        if result.phase == "running":
+            self.schedule_analysis()
+        else:
+            self.conclude(result)
+
+    def conclude(self, result: AnalysisResult) -> None:
+        name = self.step["name"]
+        self.s.step_state["result"] = result.phase
+        self.journal("analysis", name=name, phase=result.phase, message=result.message)
+        self.emit(
+            "deployment.analysis_completed",
+            phase=result.phase,
+            message=result.message,
+            metrics=[m.model_dump(mode="json") for m in result.metrics],
+        )
+        if result.phase == "successful":
+            self.complete()
+        elif result.phase == "inconclusive":
+            self.s.evidence = result.message
+            self.request_approval(f"analysis {name} inconclusive: {result.message}", self.step)
+        else:
+            why = f"analysis {name} {result.phase}: {result.message}"
+            self.abort("rolled_back", why, evidence=result.message, stage="analysis")
 
     # ---- endings -----------------------------------------------------------------------
     def succeed(self) -> None:
@@ -313,6 +374,8 @@ class _Decision:
             return
         if pending["op"] == "enter":
             self.after_enter(step, ev.data)
+        elif pending["op"] == "measure":
+            self.after_measure(ev.data)
         else:
             self.after_check(step, ev.data)
 
@@ -376,6 +439,8 @@ class _Decision:
             self.complete()
         elif ev.timer == "approval":
             self.approval_timeout()
+        elif ev.timer == "analysis":
+            self.run("measure")
 
     def approval_timeout(self) -> None:
         step = self.step

@@ -26,7 +26,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from schemas.analysis import AnalysisTemplate
 from schemas.flows import (
+    AnalysisRef,
+    AnalysisStep,
     BlueGreenSpec,
     CanarySpec,
     FlowOverrides,
@@ -37,6 +40,9 @@ from schemas.flows import (
 )
 
 Step = dict[str, Any]
+
+#: Arguments every analysis run gets (``{{args.app}}`` ...), besides its own.
+BUILTIN_ARGS = ("app", "version", "environment", "namespace", "flow_id", "stable", "canary")
 
 
 class PlanError(ValueError):
@@ -106,11 +112,41 @@ def _merge_overrides(spec: StrategySpec, o: FlowOverrides | None) -> StrategySpe
     )
 
 
+def analysis_step(
+    ref: AnalysisRef, templates: dict[str, AnalysisTemplate], where: str, **extra: Any
+) -> Step:
+    """An ``analysis`` step with its template inlined (the plan never changes under a
+    running flow); PlanError for an unknown template or an argument nobody fills."""
+    template = templates.get(ref.template)
+    if template is None:
+        known = ", ".join(sorted(templates)) or "none configured"
+        raise PlanError(f"{where}.template: unknown analysis template {ref.template!r} ({known})")
+    missing = template.missing_args({**dict.fromkeys(BUILTIN_ARGS, ""), **ref.args})
+    if missing:
+        raise PlanError(f"{where}.args: {ref.template} needs {', '.join(sorted(missing))}")
+    for metric in template.metrics:
+        if metric.interval is not None and metric.count is None:
+            raise PlanError(
+                f"{where}: metric {metric.name} of {ref.template} has an interval but no count; "
+                "an analysis step must end by itself"
+            )
+    return {
+        "kind": "analysis",
+        "name": ref.template,
+        "template": template.model_dump(mode="json"),
+        "args": dict(ref.args),
+        "timeout": ref.approval_timeout,
+        "timeout_action": ref.approval_timeout_action,
+        **extra,
+    }
+
+
 def compile_plan(
     strategy: str,
     spec: StrategySpec,
     objects: list[dict[str, Any]],
     overrides: FlowOverrides | None = None,
+    templates: dict[str, AnalysisTemplate] | None = None,
 ) -> tuple[list[Step], dict[str, Any]]:
     """The steps and the metadata (names, replica counts) of a flow; PlanError if the
     spec cannot be carried out with these manifests."""
@@ -118,9 +154,9 @@ def compile_plan(
     if strategy == "rolling":
         return _rolling(spec.rolling, objects)
     if strategy == "canary":
-        return _canary(spec.canary, objects)
+        return _canary(spec.canary, objects, templates or {})
     if strategy == "blue_green":
-        return _blue_green(spec.blue_green, objects)
+        return _blue_green(spec.blue_green, objects, templates or {})
     raise PlanError(f"strategy: unknown strategy {strategy!r}")
 
 
@@ -140,7 +176,9 @@ def _rolling(spec: RollingSpec, objects: list[dict[str, Any]]) -> tuple[list[Ste
     return steps, {"deployments": names}
 
 
-def _canary(spec: CanarySpec, objects: list[dict[str, Any]]) -> tuple[list[Step], dict[str, Any]]:
+def _canary(
+    spec: CanarySpec, objects: list[dict[str, Any]], templates: dict[str, AnalysisTemplate]
+) -> tuple[list[Step], dict[str, Any]]:
     dep = _one_deployment(objects, "canary")
     n = _replicas(dep, spec.replicas)
     stable = dep["metadata"]["name"]
@@ -164,6 +202,8 @@ def _canary(spec: CanarySpec, objects: list[dict[str, Any]]) -> tuple[list[Step]
             )
         elif isinstance(s, Pause):
             steps.append({"kind": "pause", "seconds": s.pause})
+        elif isinstance(s, AnalysisStep):
+            steps.append(analysis_step(s.analysis, templates, f"canary.steps.{i}.analysis"))
     steps += [
         {"kind": "apply", "target": "stable", "phase": "promoting", "promotion": True},
         {
@@ -180,7 +220,7 @@ def _canary(spec: CanarySpec, objects: list[dict[str, Any]]) -> tuple[list[Step]
 
 
 def _blue_green(
-    spec: BlueGreenSpec, objects: list[dict[str, Any]]
+    spec: BlueGreenSpec, objects: list[dict[str, Any]], templates: dict[str, AnalysisTemplate]
 ) -> tuple[list[Step], dict[str, Any]]:
     dep = _one_deployment(objects, "blue-green")
     services = [o for o in objects if o.get("kind") == "Service"]
@@ -200,6 +240,9 @@ def _blue_green(
             "poll": spec.poll_interval,
         },
     ]
+    if spec.pre_promotion_analysis is not None:
+        where = "blue_green.pre_promotion_analysis"
+        steps.append(analysis_step(spec.pre_promotion_analysis, templates, where))
     if not spec.auto_promote:
         steps.append(
             {
@@ -210,6 +253,13 @@ def _blue_green(
         )
     steps += [
         {"kind": "switch", "to": "@new", "phase": "promoting", "promotion": True},
+    ]
+    if spec.post_promotion_analysis is not None:
+        where = "blue_green.post_promotion_analysis"
+        steps.append(
+            analysis_step(spec.post_promotion_analysis, templates, where, phase="promoting")
+        )
+    steps += [
         {"kind": "wait", "seconds": spec.scale_down_delay, "phase": "promoting"},
         {"kind": "scale", "replicas": {"@old": 0}, "phase": "promoting", "final": True},
     ]
@@ -241,4 +291,6 @@ def describe_step(step: Step) -> str:
         return f"switch the active Service to {step['to']}"
     if kind == "approval":
         return "wait for approval"
+    if kind == "analysis":
+        return f"analysis {step['name']}"
     return str(kind)

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from bus.context import HandlerContext
-from bus.errors import Reject
+from bus.errors import Reject, Unroutable
 from bus.router import Router
 from flows.config import default_config
 from flows.engine import FlowEngine, Ports
@@ -55,7 +55,12 @@ def ports(ctx: HandlerContext) -> Ports:
     """The engine's ports bound to this delivery."""
 
     async def publish(type: str, data: dict[str, Any], event_id: str) -> None:
-        await ctx.publish(type, data, id=event_id)
+        try:
+            await ctx.publish(type, data, id=event_id)
+        except Unroutable:
+            # A state change nobody subscribes to (no audit unit deployed) must not hold
+            # the rollout back; it stays in the flow's journal.
+            ctx.logger.warning("no subscriber for %s of flow %s", type, data.get("flow_id"))
 
     async def wake(flow_id: str, timer: str, token: int, delay: float, event_id: str) -> None:
         payload = FlowTimerFired(flow_id=flow_id, timer=timer, token=token)

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.analysis import AnalysisTemplate
+
 Phase = Literal[
     "pending",  # waiting for image scans
     "progressing",
@@ -42,7 +44,23 @@ class Pause(_Spec):
     pause: float | None = Field(ge=0)
 
 
-CanaryStep = SetWeight | Pause
+class AnalysisRef(_Spec):
+    """Run the analysis template ``template`` (from ``analysis_templates``) with ``args``.
+    Inconclusive asks for approval (``approval_timeout``, then ``approval_timeout_action``)."""
+
+    template: str = Field(min_length=1)
+    args: dict[str, str] = Field(default_factory=dict)
+    approval_timeout: float | None = Field(None, gt=0)
+    approval_timeout_action: ApprovalTimeoutAction = "abort"
+
+
+class AnalysisStep(_Spec):
+    """Canary step: measure and judge; failed or error aborts, inconclusive pauses."""
+
+    analysis: AnalysisRef
+
+
+CanaryStep = SetWeight | Pause | AnalysisStep
 
 #: The guide's canary: 10/25/50/100 % with a five-minute bake after each step.
 DEFAULT_CANARY_STEPS: tuple[CanaryStep, ...] = (
@@ -80,6 +98,10 @@ class BlueGreenSpec(_Spec):
     approval_timeout: float | None = Field(3600.0, gt=0, description="null: wait for ever")
     approval_timeout_action: ApprovalTimeoutAction = "abort"
     scale_down_delay: float = Field(30.0, ge=0, description="old colour kept as rollback target")
+    pre_promotion_analysis: AnalysisRef | None = None
+    post_promotion_analysis: AnalysisRef | None = Field(
+        None, description="after the switch; failure switches traffic back"
+    )
     preview_suffix: str = Field("-preview", pattern=r"^-[a-z0-9-]{1,20}$")
     step_deadline: float = Field(600.0, gt=0)
     poll_interval: float = Field(5.0, gt=0)
@@ -119,6 +141,7 @@ class FlowsConfig(_Spec):
     )
     apps: dict[str, AppPolicy] = Field(default_factory=dict)
     default: StrategySpec = StrategySpec()
+    analysis_templates: dict[str, AnalysisTemplate] = Field(default_factory=dict)
     allow_unlisted_apps: bool = Field(
         False, description="apps without an entry deploy to {app}-{environment}"
     )

@@ -69,7 +69,15 @@ UNITS: dict[str, Unit] = {
             "deployment flows: rolling, blue-green, canary; timers, commands, sweeps",
             ("handlers.deployment:router", "handlers.flows:router"),
             deps="workers.units:flow_deps",
-            tools=("docker.docker_build", "docker.docker_images", "kubernetes.*", *FLOW_RECORDS),
+            tools=(
+                "docker.docker_build",
+                "docker.docker_images",
+                "kubernetes.*",
+                # analysis steps of progressive delivery (read-only queries)
+                "prometheus-monitoring.prometheus_query",
+                "prometheus-monitoring.prometheus_query_range",
+                *FLOW_RECORDS,
+            ),
         ),
         Unit(
             "security",

@@ -11,10 +11,13 @@ import pytest
 import yaml
 
 from flows.store import FlowStore
+from schemas.analysis import AnalysisTemplate
 from schemas.envelope import new_event
 from schemas.flows import BlueGreenSpec, CanarySpec, FlowsConfig, FlowState, StrategySpec
 from tests.flows.helpers import deployment, service
 from tools.adapters.kubernetes_fake import FakeKubernetesServer
+from tools.adapters.prometheus_fake import FakePrometheusServer
+from tools.adapters.slack_fake import FakeSlackServer
 from workers.embedded import EmbeddedSystem
 
 pytestmark = pytest.mark.timeout(60)
@@ -29,7 +32,9 @@ def flows_config(root: Path) -> FlowsConfig:
             steps=({"set_weight": 25}, {"pause": 0.2}, {"set_weight": 50}, {"pause": None}),  # type: ignore[arg-type]
             poll_interval=0.05,
         ),
-        blue_green=BlueGreenSpec(replicas=2, scale_down_delay=0.2, poll_interval=0.05),
+        blue_green=BlueGreenSpec(
+            replicas=2, scale_down_delay=0.2, poll_interval=0.05, approval_timeout=None
+        ),
     )
     return FlowsConfig(manifest_roots=(str(root),), allow_unlisted_apps=True, default=spec)
 
@@ -171,6 +176,13 @@ async def test_blue_green_waits_for_approval_then_switches_and_scales_down(tmp_p
         assert done.approval is not None and done.approval["by"] == "ann"
         promoted = [e for e in system.of_type("deployment.promoted") if e.data["flow_id"] == flow]
         assert len(promoted) == 1 and promoted[0].data["by"] == "ann"
+        await system.settle()
+        titles = [str(m.payload) for m in system.server(FakeSlackServer).messages]
+        # one notification per state change that matters: two flows, one approval each
+        assert sum("Approval needed: web" in t for t in titles) == 2
+        assert sum("Deployment promoted: web 2.0" in t for t in titles) == 1
+        # started, approval needed, promoted, completed - per flow, nothing per step
+        assert len(titles) == 8, titles
 
 
 async def test_blue_green_denied_scales_the_preview_down(tmp_path: Path) -> None:
@@ -196,3 +208,74 @@ async def test_flow_state_is_not_keyed_by_the_callers_correlation_id(tmp_path: P
         assert v is not None and a is not None
         assert v.version == "1.0" and a.version == "6.6"
         assert "ci-run-1" not in (victim, attacker)
+
+
+# ---- analysis steps ---------------------------------------------------------------------
+
+ERROR_RATE = 'sum(rate(errors{app="web"}[1m])) / sum(rate(requests{app="web"}[1m]))'
+
+
+def analysis_config(root: Path) -> FlowsConfig:
+    template = AnalysisTemplate.model_validate(
+        {
+            "metrics": [
+                {
+                    "name": "error_rate",
+                    "query": ERROR_RATE.replace('"web"', '"{{args.app}}"'),
+                    "interval": 0.05,
+                    "count": 4,
+                    "success_condition": "result[0] <= 0.01",
+                    "failure_condition": "result[0] > 0.05",
+                    "failure_limit": 1,
+                }
+            ]
+        }
+    )
+    steps = ({"set_weight": 50}, {"analysis": {"template": "errors"}})
+    spec = StrategySpec(canary=CanarySpec(replicas=2, steps=steps, poll_interval=0.05))  # type: ignore[arg-type]
+    return FlowsConfig(
+        manifest_roots=(str(root),),
+        allow_unlisted_apps=True,
+        default=spec,
+        analysis_templates={"errors": template},
+    )
+
+
+async def test_canary_rolled_back_on_a_breach_says_why_in_one_line(tmp_path: Path) -> None:
+    async with EmbeddedSystem(flows_config=analysis_config(tmp_path), sweep_interval=0.2) as system:
+        k8s = system.server(FakeKubernetesServer)
+        prom = system.server(FakePrometheusServer)
+        prom.script(ERROR_RATE, [0.001, 0.071, 0.09])
+        await until(system, await deploy(system, tmp_path, "1.0", "canary"), "succeeded")
+        flow = await deploy(system, tmp_path, "2.0", "canary")
+        state = await until(system, flow, "rolled_back")
+        assert (replicas_of(k8s, "web-canary"), replicas_of(k8s, "web")) == (0, 2)
+        assert image_of(k8s, "web") == "web:1.0"
+        assert state.reason is not None and "\n" not in state.reason
+        assert state.reason.startswith("analysis errors failed: ")
+        assert "result[0] > 0.05" in state.reason and "failed 2 > failure_limit 1" in state.reason
+        measured = [e.data["phase"] for e in system.of_type("deployment.analysis_measured")]
+        assert measured == ["successful", "failed", "failed"]
+        [rolled] = system.of_type("deployment.rolled_back")
+        assert rolled.data["evidence"] and "0.09" in rolled.data["evidence"]
+        [failed] = [e for e in system.of_type("deployment.failed") if e.data["flow_id"] == flow]
+        assert failed.data["stage"] == "analysis"
+        await system.settle()
+        titles = [str(m.payload) for m in system.server(FakeSlackServer).messages]
+        [rollback] = [t for t in titles if "Deployment rolled back: web 2.0" in t]
+        assert "failure_limit" in rollback
+        assert not any("measured" in t for t in titles)
+
+
+async def test_inconclusive_analysis_waits_for_a_person(tmp_path: Path) -> None:
+    async with EmbeddedSystem(flows_config=analysis_config(tmp_path), sweep_interval=0.2) as system:
+        prom = system.server(FakePrometheusServer)
+        prom.script(ERROR_RATE, [None])  # no data: inconclusive by default
+        await until(system, await deploy(system, tmp_path, "1.0", "canary"), "succeeded")
+        flow = await deploy(system, tmp_path, "2.0", "canary")
+        waiting = await until(system, flow, "awaiting_approval")
+        assert waiting.evidence and "inconclusive" in waiting.evidence
+        [asked] = system.of_type("deployment.approval_requested")
+        assert "analysis errors inconclusive" in asked.data["reason"]
+        await command(system, "deployment.approval_granted", flow, reason="no traffic at night")
+        await until(system, flow, "succeeded")
