@@ -19,13 +19,18 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from flows.repository import JournalConflict, RepositoryError, RepositoryUnavailable
+from flows.repository import (
+    FlowRepository,
+    JournalConflict,
+    RepositoryError,
+    RepositoryUnavailable,
+)
 from schemas.workflows import FlowRecord, JournalRecord, RecordFilter
 from tools.errors import CircuitOpen, ToolError, ToolFailed, ToolTransientError
 from tools.toolbox import ToolCaller
@@ -240,3 +245,13 @@ class S3Repository:
             token = page.next_continuation_token
             if not page.is_truncated or not token:
                 return
+
+
+def repository_from(deps: Mapping[str, Any]) -> FlowRepository | None:
+    """The repository a worker's handlers write to: an injected one (``flow_repository``:
+    embedded mode, tests), else S3 through the unit's toolbox when ``flows_bucket``
+    (``CODEBUS_FLOWS_BUCKET``) is set, else none."""
+    repo: FlowRepository | None = deps.get("flow_repository")
+    if repo is None and deps.get("flows_bucket"):
+        repo = S3Repository(deps["toolbox"], str(deps["flows_bucket"]))
+    return repo

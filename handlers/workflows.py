@@ -37,7 +37,7 @@ from flows.pipeline import (
 from flows.pipeline_record import run_journal, run_record
 from flows.pipeline_store import WorkflowStore
 from flows.repository import FlowRepository, RepositoryError
-from flows.repository_s3 import S3Repository
+from flows.repository_s3 import repository_from
 from flows.store import Conflict
 from schemas.names import Names
 from schemas.workflows import (
@@ -61,12 +61,8 @@ def store_of(ctx: HandlerContext) -> WorkflowStore:
 
 
 def repository_of(ctx: HandlerContext) -> FlowRepository | None:
-    """Where runs leave their records: an injected repository (embedded mode, tests), S3
-    when ``CODEBUS_FLOWS_BUCKET`` is set, else none."""
-    repo: FlowRepository | None = ctx.deps.get("flow_repository")
-    if repo is None and ctx.deps.get("flows_bucket"):
-        repo = S3Repository(ctx.deps["toolbox"], str(ctx.deps["flows_bucket"]))
-    return repo
+    """Where runs leave their records (``flows.repository_s3.repository_from``)."""
+    return repository_from(ctx.deps)
 
 
 def _messages(messages: list[Message]) -> list[dict[str, Any]]:

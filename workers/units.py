@@ -146,7 +146,10 @@ def flow_deps(settings: Settings, redis: Any) -> dict[str, Any]:
     from flows.config import FlowsConfigError, load_flows_config
 
     try:
-        return {"flows_config": load_flows_config(settings.flows_config)}
+        return {
+            "flows_config": load_flows_config(settings.flows_config),
+            "flows_bucket": settings.flows_bucket,
+        }
     except FlowsConfigError as exc:
         raise ConfigError(f"CODEBUS_FLOWS_CONFIG: {exc}") from None
 
