@@ -265,3 +265,15 @@ def _describe(data: dict[str, Any]) -> str:
         detail = {k: v for k, v in entry.items() if k not in ("at", "kind")}
         lines.append(f"  {_when(float(entry['at']))}  {entry['kind']:<20} {detail}")
     return "\n".join(lines)
+
+
+@flows_group.command("demo")
+def demo() -> None:
+    """The guide's pipeline failing at its scan, and its saga undone in reverse, on the
+    embedded system (no services needed)."""
+    import asyncio
+    import sys
+
+    from workers.demo_workflows import run_workflows_demo
+
+    sys.exit(asyncio.run(run_workflows_demo(sys.stdout)))
