@@ -13,6 +13,7 @@ between "stored" and "sent" cannot strand a run.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -36,6 +37,7 @@ from flows.pipeline import (
 )
 from flows.pipeline_record import run_journal, run_record
 from flows.pipeline_store import WorkflowStore
+from flows.pipeline_sweep import overdue_steps
 from flows.repository import FlowRepository, RepositoryError
 from flows.repository_s3 import repository_from
 from flows.store import Conflict
@@ -44,6 +46,7 @@ from schemas.workflows import (
     SagaCompensateRequested,
     WorkflowRunRequested,
     WorkflowSpec,
+    WorkflowsSweep,
     WorkflowState,
     WorkflowStepDue,
 )
@@ -132,6 +135,7 @@ async def on_run_requested(req: WorkflowRunRequested, ctx: HandlerContext) -> No
         raise Reject(str(exc)) from None
     state.sent = _messages(messages)
     store = store_of(ctx)
+    await schedule_sweep(ctx)
     if await store.create(state):
         state = state.model_copy(update={"rev": 0})
         await send(ctx, state)
@@ -162,9 +166,57 @@ async def call(ctx: HandlerContext, state: WorkflowState) -> Outcome:
     return Outcome(ok=True, result=result.model_dump(mode="json"))
 
 
-@router.subscribe("workflow.step_due", name=STEPS)
-async def on_step_due(due: WorkflowStepDue, ctx: HandlerContext) -> None:
-    """Run one step or compensation of a run."""
+#: Seconds between sweeps, and how far past a step's timeout it must be to be re-sent.
+SWEEP_INTERVAL = 30.0
+SWEEP_GRACE = 120.0
+
+
+async def schedule_sweep(ctx: HandlerContext, slot: int | None = None) -> None:
+    """Send the sweep of ``slot``; without one, start the chain unless it runs (its
+    marker lives two intervals, refreshed by every link; the slot is the id, so two
+    chains started at once merge in the inbox)."""
+    interval = float(ctx.deps.get("workflows_sweep_interval", SWEEP_INTERVAL))
+    names: Names = ctx.deps["names"]
+    redis = ctx.deps["redis"]
+    now = time.time()
+    marker_ms = max(1, int(interval * 2000))
+    if slot is None:
+        if not await redis.set(names.workflows_sweep_key, "1", nx=True, px=marker_ms):
+            return
+        slot = math.floor(now / interval) + 1
+    else:
+        await redis.set(names.workflows_sweep_key, "1", px=marker_ms)
+    await ctx.send(
+        STEPS,
+        "workflow.sweep",
+        {"slot": slot},
+        id=f"{names.prefix}-workflows-sweep-{slot}",
+        delay=max(0.0, slot * interval - now),
+    )
+
+
+async def sweep(msg: WorkflowsSweep, ctx: HandlerContext) -> None:
+    """Re-send the steps of runs overdue far past their timeout; re-arm while runs live."""
+    grace = float(ctx.deps.get("workflows_sweep_grace", SWEEP_GRACE))
+    found = await overdue_steps(store_of(ctx), time.time(), grace)
+    for m in found.resent:
+        # A new id per sweep: the lost original may be marked done in the inbox.
+        event_id = message_id(m.data["flow_id"], -1, 10_000 + msg.slot)
+        await ctx.send(STEPS, "workflow.step_due", m.data, id=event_id)
+    if found.resent:
+        ctx.logger.warning("sweep: re-sent the pending step of %d runs", len(found.resent))
+    if found.live:
+        await schedule_sweep(ctx, msg.slot + 1)
+    else:
+        await ctx.deps["redis"].delete(ctx.deps["names"].workflows_sweep_key)
+
+
+@router.subscribe("workflow.step_due", "workflow.sweep", name=STEPS)
+async def on_step_due(due: WorkflowStepDue | WorkflowsSweep, ctx: HandlerContext) -> None:
+    """Run one step or compensation of a run (or the periodic sweep)."""
+    if isinstance(due, WorkflowsSweep):
+        await sweep(due, ctx)
+        return
     store = store_of(ctx)
     state = await store.load(due.flow_id)
     if state is None:

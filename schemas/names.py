@@ -166,6 +166,11 @@ class Names:
         """Sorted set of runs by when their pending step is due (for a sweep)."""
         return f"{self._r}:workflows:due"
 
+    @property
+    def workflows_sweep_key(self) -> str:
+        """Marks the runs' sweep chain as running (a PX key the chain refreshes)."""
+        return f"{self._r}:workflows:sweep"
+
     #: Subscription whose queue receives the runs' ``workflow.step_due`` (sent, not published).
     WORKFLOW_STEP_SUBSCRIPTION = "workflows.steps"
 

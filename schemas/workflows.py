@@ -319,6 +319,12 @@ class WorkflowStepDue(Payload):
     attempt: int = Field(ge=1)
 
 
+class WorkflowsSweep(Payload):
+    """Internal: time to re-send the step of runs that have waited far too long."""
+
+    slot: int = Field(ge=0)
+
+
 class WorkflowStarted(Payload):
     """A run started."""
 
@@ -411,6 +417,7 @@ class WorkflowCommandRejected(Payload):
 WORKFLOW_EVENT_TYPES: dict[str, type[Payload]] = {
     "workflow.run_requested": WorkflowRunRequested,
     "workflow.step_due": WorkflowStepDue,
+    "workflow.sweep": WorkflowsSweep,
     "workflow.started": WorkflowStarted,
     "workflow.step_completed": WorkflowStepCompleted,
     "workflow.completed": WorkflowCompleted,

@@ -98,6 +98,7 @@ class EmbeddedSystem:
                     "flows_config": self.flows_config,
                     "flows_sweep_interval": self._sweep_interval,
                     "flows_sweep_grace": self._sweep_interval,
+                    "workflows_sweep_interval": self._sweep_interval,
                 },
                 source=f"codebus/{name}",
             )

@@ -165,6 +165,7 @@ async def running_workflows(
     names: Names,
     servers: tuple[ToolServer, ...] = (),
     repo: Any = None,
+    deps: dict[str, Any] | None = None,
 ) -> AsyncIterator[Running]:
     """The ``workflows`` unit on ``kind`` (memory or rabbitmq), Redis and the guard chain,
     calling the stand-in ``ops`` server and ``servers``."""
@@ -203,6 +204,7 @@ async def running_workflows(
             "names": names,
             "toolbox": toolbox.as_role("workflows"),
             "flow_repository": running.repo,
+            **(deps or {}),
         },
         source="codebus/workflows",
     )
