@@ -3,9 +3,8 @@ decision the engine stores, the flow's summary and a journal record of that rev.
 
 Recording never holds a flow up: the state in Redis is the authority and a rollback must
 not wait for S3. A failed write is logged at error level and counted
-(``RecordingEngine.failures``); every later decision rewrites the summary, so it catches
-up, while the journal record of the rev that failed stays missing (its entries are also
-in the next records' ``entries`` only if they share its timestamp; see docs/workflows.md).
+(``RecordingEngine.failures``); the next decision rewrites the summary, so it catches
+up, while the journal record of the rev whose write failed stays missing.
 """
 
 from __future__ import annotations
