@@ -114,6 +114,7 @@ class Call:
     args: dict[str, Any]
     timeout: float
     label: str  # step name, for messages
+    subflow: bool = False  # a deploy step: args are the deployment.requested payload
 
 
 def current_call(state: WorkflowState) -> Call:
@@ -121,6 +122,10 @@ def current_call(state: WorkflowState) -> Call:
     recorded when their step completed). KeyError if a template has no value."""
     if state.mode == "forward":
         step = state.spec.steps[state.index]
+        if step.deploy is not None:
+            payload = render(dict(step.deploy), state.context)
+            return Call("deployment.requested", payload, step.timeout, step.name, subflow=True)
+        assert step.tool is not None
         return Call(step.tool, render(dict(step.args), state.context), step.timeout, step.name)
     comp = state.compensations[state.index]
     return Call(comp.tool, comp.args, comp.timeout, comp.step)
@@ -148,6 +153,7 @@ def advance(state: WorkflowState, outcome: Outcome, now: float) -> Transition:
     """The state after the cursor's call ended with ``outcome``, and its messages."""
     new = state.model_copy(deep=True)
     new.inflight = False
+    new.waiting = None
     new.updated_at = now
     new.due = None
     if new.mode == "forward":

@@ -48,6 +48,12 @@ def message_id(flow_id: str, rev: int, n: int) -> str:
     return str(uuid.uuid5(_IDS, f"{flow_id}\x1f{rev}\x1f{n}"))
 
 
+def subflow_request_id(flow_id: str, index: int, attempt: int) -> str:
+    """The event id of the ``deployment.requested`` a deploy step publishes: the same
+    step and try, the same id (so the deployment flow is minted once)."""
+    return str(uuid.uuid5(_IDS, f"{flow_id}\x1fsubflow\x1f{index}\x1f{attempt}"))
+
+
 # ---- templates -------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from bus.context import HandlerContext
 from bus.errors import Reject
 from bus.router import Router
 from flows.pipeline import (
+    Call,
     Message,
     Outcome,
     WorkflowInputError,
@@ -41,6 +42,7 @@ from flows.pipeline_sweep import overdue_steps
 from flows.repository import FlowRepository, RepositoryError
 from flows.repository_s3 import repository_from
 from flows.store import Conflict
+from handlers import workflows_subflow as subflow
 from schemas.names import Names
 from schemas.workflows import (
     SagaCompensateRequested,
@@ -224,13 +226,26 @@ async def on_step_due(due: WorkflowStepDue | WorkflowsSweep, ctx: HandlerContext
     if not matches(state, due.mode, due.index, due.attempt):
         await send(ctx, state)  # a duplicate, or a redelivery after the run moved on
         return
+    try:
+        spec: Call | None = current_call(state)
+    except KeyError:
+        spec = None  # call() reports the missing template value
     if not state.inflight:
+        intent = begin(state, time.time())
+        if spec is not None and spec.subflow:
+            intent.waiting = subflow.request_ids(intent)[1]
         try:
-            state = await store.save(begin(state, time.time()), state.rev)
+            state = await store.save(intent, state.rev)
         except Conflict:
             return  # another delivery of this cursor is running it
         await record(ctx, state)  # the intent: this tool is being called
-    outcome = await call(ctx, state)
+    if spec is not None and spec.subflow:
+        refused = await subflow.start(ctx, state, spec)
+        if refused is None:
+            return  # the deployment's outcome ends the step (handlers.workflows_subflow)
+        outcome = refused
+    else:
+        outcome = await call(ctx, state)
     new, messages = advance(state, outcome, time.time())
     await store_and_send(ctx, new, messages, state.rev)
 

@@ -164,6 +164,10 @@ class Names:
         """State of one workflow (pipeline or saga run)."""
         return f"{self._r}:workflow:{workflow_id}"
 
+    def workflow_awaits_key(self, ref: str) -> str:
+        """Which run waits for a deployment flow (by its id or its request's event id)."""
+        return f"{self._r}:workflow-awaits:{ref}"
+
     @property
     def workflows_index_key(self) -> str:
         """Sorted set of pipeline and saga run ids by creation time."""

@@ -164,14 +164,29 @@ class ToolCallSpec(_SpecModel):
 
 
 class StepSpec(ToolCallSpec):
-    """One step: a tool call, what of its result goes into the context (``outputs``:
-    context key -> result field path), an optional failure condition, and for sagas the
-    compensation that undoes it."""
+    """One step: a tool call - or ``deploy``, a sub-flow: a ``deployment.requested``
+    (rolling, blue-green or canary on the flow engine) whose outcome ends the step -
+    what of its result goes into the context (``outputs``: context key -> result field
+    path), an optional failure condition, and for sagas the compensation that undoes it."""
 
     name: str = Field(pattern=_STEP_NAME)
+    tool: str | None = Field(  # type: ignore[assignment]
+        None, pattern=_TOOL_NAME, description="server.tool; or give deploy"
+    )
+    deploy: dict[str, Any] | None = Field(
+        None, description="deployment.requested payload (templated); the step waits for it"
+    )
     outputs: dict[str, str] = Field(default_factory=dict)
     fail_if: FailIf | None = None
     compensate: ToolCallSpec | None = None
+
+    @model_validator(mode="after")
+    def _tool_or_deploy(self) -> StepSpec:
+        if (self.tool is None) == (self.deploy is None):
+            raise ValueError(f"step {self.name!r}: give exactly one of tool and deploy")
+        if self.deploy is not None and self.args:
+            raise ValueError(f"step {self.name!r}: args belong to tool steps; use deploy")
+        return self
 
 
 class WorkflowSpec(_SpecModel):
@@ -195,6 +210,7 @@ class WorkflowSpec(_SpecModel):
             if step.compensate is not None and self.kind == "pipeline":
                 raise ValueError(f"{where}.compensate: pipelines do not compensate; use kind saga")
             _check_refs(step.args, known, f"{where}.args")
+            _check_refs(step.deploy or {}, known, f"{where}.deploy")
             known |= set(step.outputs)
             if step.compensate is not None:
                 _check_refs(step.compensate.args, known, f"{where}.compensate.args")
@@ -268,6 +284,7 @@ class WorkflowState(BaseModel):
     index: int = 0
     attempt: int = 1
     inflight: bool = False
+    waiting: str | None = Field(None, description="the deployment flow a deploy step awaits")
     due: float | None = None
     compensations: list[Compensation] = Field(default_factory=list)
     failed_step: dict[str, Any] | None = None

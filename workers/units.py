@@ -94,7 +94,7 @@ UNITS: dict[str, Unit] = {
         Unit(
             "workflows",
             "pipelines and sagas declared in YAML: one step per delivery, compensations",
-            ("handlers.workflows:router",),
+            ("handlers.workflows:router", "handlers.workflows_subflow:router"),
             deps="workers.units:workflow_deps",
             # What the guide's pipeline and saga steps call; a step calling anything
             # else fails with a permission error naming the tool.
