@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FLOWS = 20
 KILLS = 4
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 
 def start_worker(args: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -143,7 +143,11 @@ async def test_sigkill_during_concurrent_canaries(
         elapsed = time.monotonic() - deadline + 120
         dead = await broker.depth(names.dead_letter_queue)
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a slow drain on a loaded machine; not the point
+            proc.kill()
+            proc.wait()
     finally:
         if proc.poll() is None:
             proc.kill()
