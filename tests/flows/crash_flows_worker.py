@@ -21,7 +21,9 @@ STEPS = ({"set_weight": 25}, {"pause": 0.3}, {"set_weight": 50}, {"pause": 0.3})
 
 def crash_config(root: str) -> FlowsConfig:
     """Canaries of 4 replicas: 25 %, bake, 50 %, bake, promote."""
-    canary = CanarySpec(replicas=4, steps=STEPS, poll_interval=0.1, step_deadline=60)  # type: ignore[arg-type]
+    # Polls every 0.5 s: the stand-in makes one rollout step per read; the deadline is
+    # not what this test is about (a loaded CI machine must not turn into rollbacks).
+    canary = CanarySpec(replicas=4, steps=STEPS, poll_interval=0.5, step_deadline=600)  # type: ignore[arg-type]
     return FlowsConfig(
         manifest_roots=(root,), allow_unlisted_apps=True, default=StrategySpec(canary=canary)
     )
