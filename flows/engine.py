@@ -12,6 +12,8 @@ between the call and the recorded result changes nothing.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,8 +26,9 @@ from flows.store import Conflict, FlowStore
 from schemas.flows import FlowState
 
 MAX_CAS_ATTEMPTS = 20
-#: Longest a single action may run before another executor may take the flow over.
-LEASE_SECONDS = 120.0
+#: An executor's lease on a flow: kept alive while it works, so a killed worker blocks
+#: the flow for at most this long before another executor (or the sweeper) takes over.
+LEASE_SECONDS = 10.0
 
 _IDS = uuid.UUID("0b5d6c9e-3f57-4d1f-9b8e-6a2c4f7d1e90")
 
@@ -81,19 +84,30 @@ class FlowEngine:
             state = await self.store.load(flow_id)
         return state
 
-    async def drain(self, flow_id: str, ports: Ports) -> None:
-        """Carry out the flow's outbox unless another executor holds it."""
+    async def drain(self, flow_id: str, ports: Ports) -> bool:
+        """Carry out the flow's outbox unless another executor holds it (False then)."""
         while True:
             token = await self.store.acquire(flow_id, LEASE_SECONDS)
             if token is None:
-                return  # the holder re-reads the outbox after releasing
+                return False  # the holder re-reads the outbox after releasing
+            keeper = asyncio.create_task(self._keep(flow_id, token))
             try:
                 await self._drain(flow_id, ports)
             finally:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
                 await self.store.release(flow_id, token)
             state = await self.store.load(flow_id)
             if state is None or not state.outbox:
-                return
+                return True
+
+    async def _keep(self, flow_id: str, token: str) -> None:
+        """Extend the lease every third of its life while the drain runs."""
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            with contextlib.suppress(Exception):  # a missed extension only shortens it
+                await self.store.extend(flow_id, token, LEASE_SECONDS)
 
     async def _drain(self, flow_id: str, ports: Ports) -> None:
         while True:

@@ -204,6 +204,8 @@ def _canary(
             steps.append({"kind": "pause", "seconds": s.pause})
         elif isinstance(s, AnalysisStep):
             steps.append(analysis_step(s.analysis, templates, f"canary.steps.{i}.analysis"))
+        else:  # only reachable by building specs without validation
+            raise PlanError(f"canary.steps.{i}: not a set_weight, pause or analysis step")
     steps += [
         {"kind": "apply", "target": "stable", "phase": "promoting", "promotion": True},
         {

@@ -40,6 +40,14 @@ end
 return -2
 """
 
+# KEYS: lease key. ARGV: token, milliseconds. Extend only our own lease.
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+end
+return 0
+"""
+
 # KEYS: lease key. ARGV: token. Delete only our own lease.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -66,6 +74,7 @@ class FlowStore:
         self.names = names
         self._cas = redis.register_script(_CAS)
         self._release = redis.register_script(_RELEASE)
+        self._extend = redis.register_script(_EXTEND)
 
     async def load(self, flow_id: str) -> FlowState | None:
         """The flow, or None if there is no such flow."""
@@ -133,6 +142,11 @@ class FlowStore:
         token = secrets.token_hex(8)
         ok = await self.redis.set(self._lease_key(flow_id), token, nx=True, px=int(seconds * 1000))
         return token if ok else None
+
+    async def extend(self, flow_id: str, token: str, seconds: float) -> bool:
+        """Keep the lease ``seconds`` longer; False if it is no longer ours."""
+        got = await self._extend(keys=[self._lease_key(flow_id)], args=[token, int(seconds * 1000)])
+        return bool(got)
 
     async def release(self, flow_id: str, token: str) -> None:
         """Give the lease back (only if it is still ours)."""

@@ -48,8 +48,7 @@ async def sweep(
                 event_id = action_event_id(flow_id, timer.token, f"sweep-{slot}")
                 await ports.wake(flow_id, name, timer.token, 0.0, event_id)
                 report.rewoken += 1
-        if state.outbox and state.updated_at <= now - grace:
-            await engine.drain(flow_id, ports)
+        if state.outbox and state.updated_at <= now - grace and await engine.drain(flow_id, ports):
             report.drained += 1
     async for state in engine.store.all():
         if state.terminal:

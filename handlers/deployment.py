@@ -98,6 +98,7 @@ async def on_scanned(scan: SecurityScanCompleted, ctx: HandlerContext) -> None:
         return
     detail = f"{scan.total_vulnerabilities} vulnerabilities at or above {scan.severity}"
     await advance(ctx, scan.flow_id, ScanDone(image=scan.image, passed=scan.passed, detail=detail))
+    await schedule_sweep(ctx)
 
 
 async def _fail(

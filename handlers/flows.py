@@ -118,6 +118,7 @@ async def on_wake(msg: FlowTimerFired | FlowsSweep, ctx: HandlerContext) -> None
     """A timer's wake-up, or the periodic sweep (which re-arms itself first)."""
     if isinstance(msg, FlowTimerFired):
         await advance(ctx, msg.flow_id, WakeUp(timer=msg.timer, token=msg.token))
+        await schedule_sweep(ctx)  # restarts a sweep chain that was lost
         return
     grace = float(ctx.deps.get("flows_sweep_grace", SWEEP_GRACE))
     report = await sweep(
@@ -167,3 +168,4 @@ async def on_command(cmd: Commands, ctx: HandlerContext) -> None:
     }[type(cmd)]
     full = isinstance(cmd, DeploymentPromoteRequested) and cmd.full
     await advance(ctx, cmd.flow_id, Command(kind=kind, by=cmd.by, reason=cmd.reason, full=full))
+    await schedule_sweep(ctx)
