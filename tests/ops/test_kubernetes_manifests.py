@@ -48,9 +48,9 @@ def codebus_deployments() -> set[str]:
 
 
 def test_the_manifests_know_every_unit() -> None:
-    assert codebus_deployments() == {
-        f"codebus-{u}" for u in ("deploy", "security", "notify", "audit", "webhooks", "gateway")
-    }
+    from workers.units import UNITS
+
+    assert codebus_deployments() == {f"codebus-{u}" for u in UNITS} | {"codebus-gateway"}
 
 
 def test_every_codebus_deployment_has_exactly_one_pdb_that_allows_a_drain() -> None:
@@ -87,7 +87,8 @@ def test_every_network_policy_selects_pods_and_peers_that_exist() -> None:
             for peer in engine["spec"]["ingress"][0]["from"]
         )
     )
-    assert sources == {"codebus-deploy", "codebus-security"}
+    # The units whose tools include the Docker Engine (builds, image reads, scans).
+    assert sources == {"codebus-deploy", "codebus-security", "codebus-workflows"}
 
 
 def test_servicemonitor_scrapes_every_codebus_pod_on_its_http_port() -> None:

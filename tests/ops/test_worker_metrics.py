@@ -58,10 +58,28 @@ EXPECTED = (
 )
 
 
-async def test_worker_metrics_pass_promtool(amqp_url, redis_url, redis_client, names) -> None:
+MANIFEST = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: "web:1"}]
+"""
+
+
+async def test_worker_metrics_pass_promtool(
+    amqp_url, redis_url, redis_client, names, tmp_path
+) -> None:
     # redis_client: deletes this test's keys (the deployment's workflow, audit) afterwards
     tool = promtool()
     port = free_port()
+    # The deployment flow's default policy: manifests under ./k8s/<app> of the worker's cwd.
+    (tmp_path / "k8s" / "web").mkdir(parents=True)
+    (tmp_path / "k8s" / "web" / "deployment.yaml").write_text(MANIFEST)
     env = {
         **os.environ,
         "CODEBUS_AMQP_URL": amqp_url,
@@ -82,6 +100,7 @@ async def test_worker_metrics_pass_promtool(amqp_url, redis_url, redis_client, n
         "worker",
         "deploy",
         env=env,
+        cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
