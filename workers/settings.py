@@ -14,11 +14,10 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.errors import ConfigError
 from schemas.names import Names
 
-
-class ConfigError(ValueError):
-    """Configuration is invalid; the message names each offending variable."""
+__all__ = ["ConfigError", "Settings", "load_settings", "unknown_variables"]
 
 
 class Settings(BaseSettings):
