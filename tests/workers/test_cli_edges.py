@@ -199,3 +199,17 @@ def test_completion_of_units_and_event_types():
     assert "deployment.requested" in complete("codebus publish deployment.r")
     assert "deployment.requested" in complete("codebus tail deploy")
     assert "deployment.*" in complete("codebus tail deploy")
+
+
+def test_gateway_uses_the_same_exit_codes(tmp_path):
+    bad = tmp_path / "gateway.yaml"
+    bad.write_text("sources: 3\n")
+    out = run("gateway", "--config", str(bad))
+    assert out.returncode == EXIT_CONFIG
+    assert "sources" in one_error_line(out.stderr)
+    good = tmp_path / "ok.yaml"
+    good.write_text("sources: []\n")
+    args = ("--amqp-url", "amqp://127.0.0.1:1/", "--redis-url", "redis://127.0.0.1:1/0")
+    down = run("gateway", "--config", str(good), "--port", "0", *args)
+    assert down.returncode == EXIT_SERVICE
+    assert "cannot reach" in one_error_line(down.stderr)
