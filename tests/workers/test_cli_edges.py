@@ -213,3 +213,24 @@ def test_gateway_uses_the_same_exit_codes(tmp_path):
     down = run("gateway", "--config", str(good), "--port", "0", *args)
     assert down.returncode == EXIT_SERVICE
     assert "cannot reach" in one_error_line(down.stderr)
+
+
+def test_a_declared_empty_role_passes_the_role_check(tmp_path, monkeypatch):
+    from workers import units
+
+    audit = units.UNITS["audit"]
+    monkeypatch.setitem(
+        units.UNITS, "changelog", units.Unit("changelog", "records changes", audit.routers)
+    )
+    # In-process run: keep the worker from reconfiguring this process's logging.
+    monkeypatch.setattr("workers.logs.configure", lambda *a, **k: None)
+    tools = tmp_path / "tools.yaml"
+    tools.write_text("guards:\n  roles:\n    changelog: []\n")
+    result = CliRunner().invoke(
+        cli,
+        ["worker", "changelog"],
+        env={"CODEBUS_TOOLS_CONFIG": str(tools), "CODEBUS_REDIS_URL": "redis://127.0.0.1:1/0"},
+    )
+    # Past the role check, the worker goes on to connect: Redis is down on purpose.
+    assert result.exit_code == EXIT_SERVICE, result.output
+    assert "cannot reach Redis" in result.output
