@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from flows.executor import CallTool, execute
 from flows.machine import FlowEvent, decide
 from flows.store import Conflict, FlowStore
 from schemas.flows import FlowState
+from schemas.names import MAX_DELAY_TIER, MIN_DELAY_TIER
 
 MAX_CAS_ATTEMPTS = 20
 #: An executor's lease on a flow: kept alive while it works, so a killed worker blocks
@@ -31,6 +33,22 @@ MAX_CAS_ATTEMPTS = 20
 LEASE_SECONDS = 10.0
 
 _IDS = uuid.UUID("0b5d6c9e-3f57-4d1f-9b8e-6a2c4f7d1e90")
+
+
+def hop_delay(delay: float) -> float:
+    """The delay to send a wake-up with: the largest power of two milliseconds not above
+    ``delay`` (below 128 ms: ``delay`` itself).
+
+    RabbitMQ expires per-message TTLs only at the head of a queue, so in one delay tier
+    (delays in [2^n, 2^(n+1)) ms) a wake-up waits behind any longer one sent before it:
+    up to a whole tier late (a 5-minute bake could last 9). Wake-ups of exactly 2^n ms
+    all carry the tier's smallest TTL and expire in order; the wake-up arrives early and
+    the flow re-arms for the rest (``decide``), in at most log2 hops, each on time.
+    """
+    ms = delay * 1000
+    if ms < 2 ** (MIN_DELAY_TIER + 1):
+        return max(0.0, delay)
+    return float(2 ** min(MAX_DELAY_TIER, math.floor(math.log2(ms)))) / 1000
 
 
 def action_event_id(flow_id: str, seq: int, attempt: str = "") -> str:
@@ -130,7 +148,7 @@ class FlowEngine:
                     flow_id,
                     action["timer"],
                     token,
-                    float(action["delay"]),
+                    hop_delay(float(action["delay"])),
                     action_event_id(flow_id, action["seq"]),
                 )
             await self._done(flow_id, action["seq"])
