@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 import uuid
@@ -31,6 +32,11 @@ MAX_CAS_ATTEMPTS = 20
 #: An executor's lease on a flow: kept alive while it works, so a killed worker blocks
 #: the flow for at most this long before another executor (or the sweeper) takes over.
 LEASE_SECONDS = 10.0
+#: Longest one action may run: a hung call must not hold a flow (and its lease) for ever;
+#: past this the delivery fails and is retried, and the sweeper drains the flow again.
+ACTION_TIMEOUT = 60.0
+
+log = logging.getLogger("codebus.flows")
 
 _IDS = uuid.UUID("0b5d6c9e-3f57-4d1f-9b8e-6a2c4f7d1e90")
 
@@ -135,7 +141,19 @@ class FlowEngine:
             action = state.outbox[0]
             kind = action["kind"]
             if kind == "run":
-                result = await execute(state, action, ports.call_tool, self.clock())
+                try:
+                    result = await asyncio.wait_for(
+                        execute(state, action, ports.call_tool, self.clock()), ACTION_TIMEOUT
+                    )
+                except TimeoutError:
+                    log.warning(
+                        "flow %s: %s of step %s ran over %.0f s; given up, to be retried",
+                        flow_id,
+                        action["op"],
+                        action["step"],
+                        ACTION_TIMEOUT,
+                    )
+                    raise
                 await self.apply(flow_id, result)  # removes the action, decides what next
                 continue
             if kind == "emit":
