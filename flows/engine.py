@@ -114,24 +114,28 @@ class FlowEngine:
             token = await self.store.acquire(flow_id, LEASE_SECONDS)
             if token is None:
                 return False  # the holder re-reads the outbox after releasing
-            keeper = asyncio.create_task(self._keep(flow_id, token))
+            stop = asyncio.Event()
+            keeper = asyncio.create_task(self._keep(flow_id, token, stop))
             try:
                 await self._drain(flow_id, ports)
             finally:
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keeper
+                # Stopped, not cancelled: cancelling a Redis command half-way can leave its
+                # pooled connection with an unread reply for the next user.
+                stop.set()
+                await keeper
                 await self.store.release(flow_id, token)
             state = await self.store.load(flow_id)
             if state is None or not state.outbox:
                 return True
 
-    async def _keep(self, flow_id: str, token: str) -> None:
-        """Extend the lease every third of its life while the drain runs."""
-        while True:
-            await asyncio.sleep(LEASE_SECONDS / 3)
-            with contextlib.suppress(Exception):  # a missed extension only shortens it
-                await self.store.extend(flow_id, token, LEASE_SECONDS)
+    async def _keep(self, flow_id: str, token: str, stop: asyncio.Event) -> None:
+        """Extend the lease every third of its life until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), LEASE_SECONDS / 3)
+            except TimeoutError:
+                with contextlib.suppress(Exception):  # a missed extension only shortens it
+                    await self.store.extend(flow_id, token, LEASE_SECONDS)
 
     async def _drain(self, flow_id: str, ports: Ports) -> None:
         while True:
