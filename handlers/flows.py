@@ -17,6 +17,8 @@ from bus.router import Router
 from flows.config import default_config
 from flows.engine import FlowEngine, Ports
 from flows.machine import Command, FlowEvent, WakeUp
+from flows.repository_record import RecordingEngine
+from flows.repository_s3 import repository_from
 from flows.store import FlowStore
 from flows.sweeper import sweep
 from handlers.toolcalls import call_tool
@@ -41,8 +43,11 @@ SWEEP_GRACE = 5.0
 
 
 def engine_of(ctx: HandlerContext) -> FlowEngine:
-    """The flow engine over this worker's Redis."""
-    return FlowEngine(FlowStore(ctx.deps["redis"], ctx.deps["names"]))
+    """The flow engine over this worker's Redis; it records every decision in the
+    deployment repository when the unit has one (flows.repository_record)."""
+    store = FlowStore(ctx.deps["redis"], ctx.deps["names"])
+    repository = repository_from(ctx.deps)
+    return FlowEngine(store) if repository is None else RecordingEngine(store, repository)
 
 
 def flows_config(ctx: HandlerContext) -> FlowsConfig:

@@ -323,3 +323,8 @@ def validate_payload(type: str, data: dict[str, Any]) -> Payload:
         return model.model_validate(data)
     except ValidationError as exc:
         raise SchemaError.from_validation(f"{type} payload", exc, prefix="data.") from exc
+
+
+# Pipeline and saga events register themselves in EVENT_TYPES (schemas/workflows.py);
+# imported last, once Payload and EVENT_TYPES exist, so either module may be imported first.
+import schemas.workflows  # noqa: E402, F401

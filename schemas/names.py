@@ -164,5 +164,27 @@ class Names:
         """State of one workflow (pipeline or saga run)."""
         return f"{self._r}:workflow:{workflow_id}"
 
+    def workflow_awaits_key(self, ref: str) -> str:
+        """Which run waits for a deployment flow (by its id or its request's event id)."""
+        return f"{self._r}:workflow-awaits:{ref}"
+
+    @property
+    def workflows_index_key(self) -> str:
+        """Sorted set of pipeline and saga run ids by creation time."""
+        return f"{self._r}:workflows"
+
+    @property
+    def workflows_due_key(self) -> str:
+        """Sorted set of runs by when their pending step is due (for a sweep)."""
+        return f"{self._r}:workflows:due"
+
+    @property
+    def workflows_sweep_key(self) -> str:
+        """Marks the runs' sweep chain as running (a PX key the chain refreshes)."""
+        return f"{self._r}:workflows:sweep"
+
+    #: Subscription whose queue receives the runs' ``workflow.step_due`` (sent, not published).
+    WORKFLOW_STEP_SUBSCRIPTION = "workflows.steps"
+
 
 DEFAULT_NAMES = Names()

@@ -85,15 +85,16 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 def make_middleware(
     settings: Settings, redis: aioredis.Redis, registry: CollectorRegistry
 ) -> list[Middleware]:
-    """Logging, metrics, idempotency (Redis inbox), retries - in that order."""
+    """Logging, metrics, retries, idempotency (Redis inbox) - in that order: after-hooks
+    run in reverse, so a commit the inbox cannot apply still goes to the retry policy."""
     inbox = Inbox(
         redis, settings.names, lease=settings.inbox_lease, retention=settings.inbox_retention
     )
     return [
         LoggingMiddleware(),
         MetricsMiddleware(registry),
-        IdempotencyMiddleware(inbox),
         RetriesMiddleware(retry_policy(settings)),
+        IdempotencyMiddleware(inbox),
     ]
 
 
@@ -114,13 +115,27 @@ async def run_unit(
             unit.subscriptions(),
             middleware=make_middleware(settings, redis, registry),
             concurrency=settings.concurrency,
-            deps={"redis": redis, "names": settings.names, **(deps or {})},
+            deps={
+                "redis": redis,
+                "names": settings.names,
+                # Handlers that export their own metrics (codebus_deployment_info).
+                "metrics_registry": registry,
+                **(deps or {}),
+            },
             grace_period=settings.grace_period,
             source=settings.source,
+            stall_after=settings.stall_after,
         )
         runner = None
         if settings.http_port:
-            app = http.health_app(registry, {"broker": broker.ping, "redis": redis.ping})
+            # Ready = the dependencies answer AND the worker makes progress (consumers
+            # attached, deliveries settling, connection not blocked by an alarm).
+            checks: dict[str, http.Check] = {
+                "broker": broker.ping,
+                "redis": redis.ping,
+                "worker": worker.check,
+            }
+            app = http.health_app(registry, checks)
             runner = await http.serve(app, settings.http_host, settings.http_port)
         log.info("unit %s started (concurrency %d)", unit.name, settings.concurrency)
         try:

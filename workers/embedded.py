@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from bus.abc import Delivery
 from bus.memory import MemoryBroker
 from bus.runtime import Worker
+from flows.repository import FlowRepository, InMemoryRepository
 from schemas.envelope import Event
 from schemas.flows import FlowsConfig
 from schemas.names import Names
@@ -41,6 +42,7 @@ class EmbeddedSystem:
         rollout_timeout: float = 5.0,
         flows_config: FlowsConfig | None = None,
         sweep_interval: float = 1.0,
+        flow_repository: FlowRepository | None = None,
     ) -> None:
         self.settings = settings or Settings(retry_base_delay=0.05, max_attempts=3, http_port=0)
         self.names = Names(prefix=self.settings.prefix)
@@ -58,6 +60,9 @@ class EmbeddedSystem:
         self.flows_config = flows_config
         self._sweep_interval = sweep_interval
         self._tap: Any = None
+        self.flow_repository = flow_repository or InMemoryRepository()
+        #: Each unit's metrics registry (what its ``/metrics`` would serve).
+        self.registries: dict[str, CollectorRegistry] = {}
 
     def server(self, kind: type[S]) -> S:
         """The fake tool server of this type (to configure or inspect it)."""
@@ -77,11 +82,15 @@ class EmbeddedSystem:
         await self.toolbox.start()
         self._tap = await self.broker.tap(["#"], self._record)
         for name in self.units:
+            registry = self.registries[name] = CollectorRegistry()
             worker = Worker(
                 self.broker,
                 UNITS[name].subscriptions(),
-                middleware=make_middleware(self.settings, self.redis, CollectorRegistry()),
+                middleware=make_middleware(self.settings, self.redis, registry),
                 deps={
+                    "metrics_registry": registry,
+                    # Flow records (deployments, pipelines, sagas) kept in memory.
+                    "flow_repository": self.flow_repository,
                     "redis": self.redis,
                     "names": self.names,
                     "toolbox": self.toolbox.as_role(name),
@@ -89,6 +98,7 @@ class EmbeddedSystem:
                     "flows_config": self.flows_config,
                     "flows_sweep_interval": self._sweep_interval,
                     "flows_sweep_grace": self._sweep_interval,
+                    "workflows_sweep_interval": self._sweep_interval,
                 },
                 source=f"codebus/{name}",
             )
