@@ -34,6 +34,10 @@ class RedisUnavailable(ConnectionError):
     """Redis cannot be reached; the message says where."""
 
 
+class PortUnavailable(OSError):
+    """The health/metrics port cannot be bound (taken, or not allowed)."""
+
+
 def safe_redis_url(url: str) -> str:
     """The Redis URL without credentials."""
     p = urlsplit(url)
@@ -136,7 +140,14 @@ async def run_unit(
                 "worker": worker.check,
             }
             app = http.health_app(registry, checks)
-            runner = await http.serve(app, settings.http_host, settings.http_port)
+            try:
+                runner = await http.serve(app, settings.http_host, settings.http_port)
+            except OSError as exc:
+                where = f"{settings.http_host}:{settings.http_port}"
+                raise PortUnavailable(
+                    f"cannot serve health/metrics on {where}: {exc.strerror or exc}"
+                    " (set CODEBUS_HTTP_PORT to a free port, or 0 for none)"
+                ) from exc
         log.info("unit %s started (concurrency %d)", unit.name, settings.concurrency)
         try:
             await worker.run_until_signalled()
