@@ -119,10 +119,13 @@ class Consumer:
 
     def __init__(self, kind: str, svc: Services, names: Names, prefetch: int, tmp: Path) -> None:
         self.kind, self.tmp = kind, tmp
-        self.out = tmp / f"{kind}.lat"
-        self.probe_out = tmp / f"{kind}.probes.json"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-        if kind == "codebus":
+        self.out = tmp / "consumer.lat"
+        self.probe_out = tmp / "consumer.probes.json"
+        # "codebus@DIR" runs the worker of another checkout (e.g. the code before a
+        # change), so that before and after are measured in the same invocation.
+        src = Path(kind.split("@", 1)[1]) if "@" in kind else ROOT
+        env = {**os.environ, "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1"}
+        if kind.startswith("codebus"):
             env.update(
                 CODEBUS_AMQP_URL=svc.amqp_url,
                 CODEBUS_REDIS_URL=svc.redis_url,
@@ -138,10 +141,10 @@ class Consumer:
         else:
             queue = names.subscription_queue("bench")
             args = ["-m", "bench.raw_consumer", svc.amqp_url, queue, str(prefetch), str(self.out)]
-        self.log = (tmp / f"{kind}.log").open("w")
+        self.log = (tmp / "consumer.log").open("w")
         self.proc = subprocess.Popen(
             [sys.executable, *args],
-            cwd=ROOT,
+            cwd=src,
             env=env,
             stdout=self.log,
             stderr=self.log,
@@ -193,7 +196,7 @@ async def run_one(
         ev = new_event("deployment.requested", {"app": "bench", "version": str(i)})
         ev = ev.model_copy(update={"subject": PLACEHOLDER})
         bodies.append((ev.id, encode(ev).body))
-    with tempfile.TemporaryDirectory(prefix=f"lb-{kind}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lb-") as tmp:
         consumer = Consumer(kind, svc, names, prefetch, Path(tmp))
         try:
             await consumer.ready(ch, queue)
@@ -276,9 +279,9 @@ def describe_probes(p: dict[str, Any], t0: float, t1: float) -> str:
     return "\n".join(lines)
 
 
-def order(r: int) -> list[str]:
-    """raw first in odd rounds, codebus first in even ones: drift hits both alike."""
-    return ["raw", "codebus"] if r % 2 == 0 else ["codebus", "raw"]
+def order(kinds: list[str], r: int) -> list[str]:
+    """As given in odd rounds, reversed in even ones: drift hits every kind alike."""
+    return kinds if r % 2 == 0 else kinds[::-1]
 
 
 async def main() -> None:
@@ -303,37 +306,39 @@ async def main() -> None:
             for prefetch in prefetches:
                 for rate in rates:
                     slot = runs.setdefault((prefetch, rate), {k: [] for k in kinds})
-                    for kind in [k for k in order(r) if k in kinds]:
+                    for kind in order(kinds, r):
                         run = await run_one(svc, kind, prefetch, rate, args)
                         slot[kind].append(run)
                         print(
-                            f"round {r + 1} prefetch {prefetch:3d} {rate:6.0f}/s {kind:<8}"
+                            f"round {r + 1} prefetch {prefetch:3d} {rate:6.0f}/s {kind:<8} "
                             f"{describe(run)}",
                             flush=True,
                         )
                         if run.probes:
                             print(describe_probes(run.probes, *run.window), flush=True)
-    if kinds != ["raw", "codebus"] and kinds != ["codebus", "raw"]:
+    if "raw" not in kinds:
         return
     med = statistics.median
     print(
         f"\n{args.seconds:.0f} s per run, first {args.warmup:.0f} s left out, {args.rounds} "
-        "rounds alternated; quorum queue, persistent, confirms; medians over rounds (ms)"
+        "rounds alternated; quorum queue, persistent, confirms; medians over rounds (ms); "
+        "p99 ratio = this kind's p99 / raw's p99 in the same round"
     )
     print(
-        f"{'prefetch':>8} {'rate/s':>7} | {'raw p50':>8} {'p99':>7} {'p99.9':>7} | "
-        f"{'codebus p50':>11} {'p99':>7} {'p99.9':>7} | per-round p99 ratios"
+        f"{'prefetch':>8} {'rate/s':>7} {'kind':<12} | {'p50':>7} {'p99':>7} {'p99.9':>7} | "
+        "per-round p99 ratios"
     )
     for (prefetch, rate), slot in runs.items():
-        raw, cb = slot["raw"], slot["codebus"]
-        ratios = [c.pct(99) / w.pct(99) for c, w in zip(cb, raw, strict=True)]
-        print(
-            f"{prefetch:>8} {rate:>7.0f} | {med(x.pct(50) for x in raw):8.2f} "
-            f"{med(x.pct(99) for x in raw):7.2f} {med(x.pct(99.9) for x in raw):7.2f} | "
-            f"{med(x.pct(50) for x in cb):11.2f} {med(x.pct(99) for x in cb):7.2f} "
-            f"{med(x.pct(99.9) for x in cb):7.2f} | "
-            f"{', '.join(f'{x:.2f}' for x in ratios)} (median {med(ratios):.2f}x)"
-        )
+        for kind in kinds:
+            got = slot[kind]
+            ratios = [c.pct(99) / w.pct(99) for c, w in zip(got, slot["raw"], strict=True)]
+            line = (
+                f"{prefetch:>8} {rate:>7.0f} {kind[:12]:<12} | {med(x.pct(50) for x in got):7.2f} "
+                f"{med(x.pct(99) for x in got):7.2f} {med(x.pct(99.9) for x in got):7.2f} |"
+            )
+            if kind != "raw":
+                line += f" {', '.join(f'{x:.2f}' for x in ratios)} (median {med(ratios):.2f}x)"
+            print(line)
 
 
 if __name__ == "__main__":

@@ -74,15 +74,35 @@ class Probes:
 
         self.timed(Inbox, "claim", "claim_wait")
         self.timed(Inbox, "complete", "complete_wait")
-        self.timed(ScriptBatcher, "_evalsha", "redis_round_trip")
+        if hasattr(ScriptBatcher, "_execute"):  # the batcher before pipelining
+            self.timed(ScriptBatcher, "_evalsha", "redis_round_trip")
+            original_execute = ScriptBatcher._execute
 
-        original_execute = ScriptBatcher._execute
+            async def execute(batcher: Any, batch: Any) -> None:
+                self.add("batch_size", len(batch))
+                await original_execute(batcher, batch)
 
-        async def execute(batcher: Any, batch: Any) -> None:
-            self.add("batch_size", len(batch))
-            await original_execute(batcher, batch)
+            ScriptBatcher._execute = execute  # type: ignore[method-assign,assignment]
+        else:  # pipelined: a batch's round trip runs from its send to its reply
+            from bus import redis_batch
 
-        ScriptBatcher._execute = execute  # type: ignore[method-assign,assignment]
+            original_send = ScriptBatcher._send
+            original_resolve = redis_batch._Batch.resolve
+            sent: dict[int, float] = {}
+
+            async def send(batcher: Any, pipe: Any, batch: Any) -> None:
+                self.add("batch_size", len(batch.calls))
+                sent[id(batch)] = time.perf_counter()
+                await original_send(batcher, pipe, batch)
+
+            def resolve(batch: Any, results: Any) -> None:
+                t = sent.pop(id(batch), None)
+                if t is not None:
+                    self.add("redis_round_trip", time.perf_counter() - t)
+                original_resolve(batch, results)
+
+            ScriptBatcher._send = send  # type: ignore[method-assign,assignment]
+            redis_batch._Batch.resolve = resolve  # type: ignore[method-assign,assignment]
 
         # ack write: from the ack being recorded to the end of the write that sent it
         stamps: dict[int, float] = {}

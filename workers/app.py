@@ -20,7 +20,7 @@ from bus.middleware import (
     Middleware,
     RetriesMiddleware,
 )
-from bus.middleware.loop_lag import LoopLagMonitor
+from bus.middleware.loop_lag import FreezeStartupHeap, LoopLagMonitor
 from bus.rabbitmq import RabbitBroker
 from bus.retry import RetryPolicy
 from bus.runtime import Worker
@@ -86,13 +86,14 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 def make_middleware(
     settings: Settings, redis: aioredis.Redis, registry: CollectorRegistry
 ) -> list[Middleware]:
-    """Logging, metrics, idempotency (Redis inbox), retries - in that order; plus the
-    event-loop lag monitor (lifecycle hooks only)."""
+    """Logging, metrics, idempotency (Redis inbox), retries - in that order; before
+    them, lifecycle-only hooks: the event-loop lag monitor and the start-up heap freeze."""
     inbox = Inbox(
         redis, settings.names, lease=settings.inbox_lease, retention=settings.inbox_retention
     )
     return [
         LoopLagMonitor(registry),
+        FreezeStartupHeap(),
         LoggingMiddleware(),
         MetricsMiddleware(registry),
         IdempotencyMiddleware(inbox),

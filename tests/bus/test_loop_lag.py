@@ -9,7 +9,7 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bus.middleware.loop_lag import LoopLagMonitor
+from bus.middleware.loop_lag import FreezeStartupHeap, LoopLagMonitor
 from bus.middleware.metrics import InboxWaits
 
 
@@ -57,3 +57,16 @@ def test_inbox_waits_by_operation():
     waits.observe("complete", 0.2)
     assert sample(registry, "codebus_inbox_wait_seconds_bucket", operation="claim", le="0.0025")
     assert not sample(registry, "codebus_inbox_wait_seconds_bucket", operation="complete", le="0.1")
+
+
+async def test_the_start_up_heap_is_frozen_while_the_worker_runs():
+    freeze = FreezeStartupHeap()
+    try:
+        await freeze.on_start()
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000  # the modules, classes and functions loaded so far
+        # a full collection now walks only what was allocated since
+        assert len(gc.get_objects(generation=2)) < frozen / 10
+    finally:
+        await freeze.on_stop()
+    assert gc.get_freeze_count() == 0
