@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +33,8 @@ from schemas.names import (
 )
 
 log = logging.getLogger("codebus.bus.consumer")
+
+AfterHook = Callable[[Processing, Outcome], Awaitable[Outcome]]
 
 
 def attempt_of(headers: Mapping[str, Any]) -> int:
@@ -85,32 +87,68 @@ class SubscriptionConsumer:
             try:
                 outcome = await self.process(delivery)
             except asyncio.CancelledError:
-                # Forced shutdown after the grace period: give the message back.
+                # Forced shutdown after the grace period, or the channel closed under
+                # us (aiormq cancels its consumer tasks): give the message back. On a
+                # dead channel the nack is a no-op and the broker requeues it anyway.
                 await asyncio.shield(delivery.nack(requeue=True))
                 raise
             # Still in flight while settling: a graceful stop waits for a retry or
             # dead-letter copy to be confirmed before it closes the channel (recorded
             # acks are drained at the close). Cancelled here, the delivery is left
             # unsettled and closing the channel returns it.
-            await self.settle(delivery, outcome)
+            try:
+                await self.settle(delivery, outcome)
+            except Exception:  # never leave a delivery unsettled: its prefetch slot leaks
+                log.exception("settling %s failed; requeueing it", delivery.message.message_id)
+                await delivery.nack(requeue=True)
         finally:
             if task is not None:
                 self.in_flight.discard(task)
 
     async def process(self, delivery: Delivery) -> Outcome:
-        """Run validation, middleware and the handler; return what to do."""
+        """Run validation, middleware and the handler; return what to do.
+
+        Never raises an exception (a failing middleware hook is a failed attempt, so the
+        delivery is always settled); on cancellation the after-hooks still run with a
+        :class:`Requeue` outcome (so the idempotency claim is released), then the
+        cancellation propagates."""
         p = Processing(
             delivery, self.subscription, attempt_of(delivery.message.headers), self.stopping
         )
-        outcome = self._validate(p)
-        if outcome is None:
-            outcome = await self._run(p)
-        for after in self._after:
-            outcome = await after(p, outcome)
+        ran = 0  # after-hooks that finished
+        try:
+            try:
+                outcome = self._validate(p)
+                if outcome is None:
+                    outcome = await self._run(p)
+            except Exception as exc:  # a before-hook failed: a failed attempt
+                log.exception("middleware failed before %s", delivery.message.message_id)
+                outcome = Failed(exc, retryable=True)
+            for after in self._after:
+                try:
+                    outcome = await after(p, outcome)
+                except Exception as exc:
+                    log.exception("middleware failed after %s", delivery.message.message_id)
+                    outcome = Failed(exc, retryable=True)
+                ran += 1
+        except asyncio.CancelledError:
+            # The interrupted hook runs again: hooks release what they still hold.
+            await asyncio.shield(self._abandon(p, self._after[ran:]))
+            raise
         if isinstance(outcome, Failed):  # no retries middleware installed
             kind = "rejected" if not outcome.retryable else "exhausted"
             outcome = DeadLetter(kind, describe_error(outcome.error))
         return outcome
+
+    async def _abandon(self, p: Processing, remaining: Sequence[AfterHook]) -> None:
+        """The delivery is given up (cancelled): let the after-hooks that have not run
+        yet release what they hold (inbox claims). Their outcome is not used."""
+        outcome: Outcome = Requeue("delivery cancelled")
+        for after in remaining:
+            try:
+                outcome = await after(p, outcome)
+            except Exception:
+                log.exception("middleware failed releasing %s", p.delivery.message.message_id)
 
     def _validate(self, p: Processing) -> Outcome | None:
         try:

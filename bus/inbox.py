@@ -128,6 +128,9 @@ class Inbox:
         self._owner = f"run:{secrets.token_hex(8)}:"
         self._claims = itertools.count(1)
         self._active: dict[str, Claimed] = {}
+        # The task working on each held claim: a claim whose task has ended (however it
+        # ended) is released by the keeper instead of being extended for ever.
+        self._workers: dict[str, asyncio.Task[Any] | None] = {}
         self._keeper: asyncio.Task[None] | None = None
 
     async def claim(self, subscription: str, event_id: str) -> ClaimResult:
@@ -138,6 +141,11 @@ class Inbox:
             res = await self._batch.call("claim", key, value, self.lease_ms)
         except (RedisError, OSError) as exc:
             raise InboxUnavailable(f"inbox claim failed: {exc}", event_id=event_id) from exc
+        except asyncio.CancelledError:
+            # The batch goes out (or went out) regardless: the claim may be taken with
+            # nobody to complete or release it. Give it back (queued after the claim).
+            await asyncio.shield(self._give_back(key, value))
+            raise
         code = int(res[0])
         if code == 1:
             claim = Claimed(key, value)
@@ -153,6 +161,7 @@ class Inbox:
         """Keep ``claim``'s lease alive until it completes or is released. One keeper
         task per inbox extends every held claim a few times per lease period."""
         self._active[claim.key] = claim
+        self._workers[claim.key] = asyncio.current_task()
         if self._keeper is None or self._keeper.done():
             self._keeper = asyncio.get_running_loop().create_task(self._keep_leases())
 
@@ -161,6 +170,10 @@ class Inbox:
         pause = interval
         while self._active:
             await asyncio.sleep(pause)
+            orphans = [c for c in self._active.values() if self._orphaned(c)]
+            for claim in orphans:
+                log.warning("releasing %s: the delivery holding it has ended", claim.key)
+                await self.release(claim)
             held = list(self._active.values())
             kept = await asyncio.gather(*(self._try_extend(c) for c in held))
             # After a Redis error, try again soon: the lease is already a round older.
@@ -168,7 +181,11 @@ class Inbox:
             for claim, ok in zip(held, kept, strict=True):
                 if ok is False and self._active.get(claim.key) is claim:
                     log.warning("lost the inbox lease on %s", claim.key)
-                    del self._active[claim.key]
+                    self._drop(claim)
+
+    def _orphaned(self, claim: Claimed) -> bool:
+        task = self._workers.get(claim.key)
+        return task is not None and task.done()
 
     async def _try_extend(self, claim: Claimed) -> bool | None:
         """True extended, False no longer ours, None Redis failed: keep the claim and
@@ -183,18 +200,22 @@ class Inbox:
     def _drop(self, claim: Claimed) -> None:
         if self._active.get(claim.key) is claim:
             del self._active[claim.key]
+            del self._workers[claim.key]
 
     async def extend(self, claim: Claimed) -> bool:
         """Push the lease forward; False if the claim is no longer ours or Redis failed."""
         return bool(await self._try_extend(claim))
 
+    async def _give_back(self, key: str, value: str) -> None:
+        try:
+            await self._batch.call("swap", key, value, "", 0)
+        except (RedisError, OSError):
+            pass  # the lease expires
+
     async def release(self, claim: Claimed) -> None:
         """Give the claim up after a failed attempt (best effort: the lease expires anyway)."""
         self._drop(claim)
-        try:
-            await self._batch.call("swap", claim.key, claim.value, "", 0)
-        except (RedisError, OSError):
-            pass
+        await self._give_back(claim.key, claim.value)
 
     async def complete(self, claim: Claimed, effects: Sequence[Effect] = ()) -> bool:
         """Mark the event done, applying ``effects`` in the same MULTI/EXEC transaction.

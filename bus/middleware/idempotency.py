@@ -21,9 +21,12 @@ log = logging.getLogger("codebus.bus.idempotency")
 class IdempotencyMiddleware(Middleware):
     """Claim before the handler, done-mark (with the handler's Redis effects) after."""
 
-    def __init__(self, inbox: Inbox, *, max_backoff: float = 5.0) -> None:
+    def __init__(self, inbox: Inbox, *, max_backoff: float = 5.0, max_defer: float = 5.0) -> None:
         self.inbox = inbox
         self.max_backoff = max_backoff
+        # A busy claim is looked at again after at most this long, not after the whole
+        # remaining lease: a redelivery that raced its predecessor's release runs soon.
+        self.max_defer = max_defer
 
     async def _hold(self, p: Processing, what: str, op):  # type: ignore[no-untyped-def]
         delay = 0.05
@@ -52,13 +55,17 @@ class IdempotencyMiddleware(Middleware):
         if isinstance(result, AlreadyDone):
             return Done(duplicate=True)
         if isinstance(result, Busy):
-            return Defer(result.retry_after + 0.05, "another delivery holds the claim")
+            delay = min(result.retry_after, self.max_defer) + 0.05
+            return Defer(delay, "another delivery holds the claim")
         assert isinstance(result, Claimed)
         p.state["claim"] = result  # the inbox keeps its lease alive until completion
         return None
 
     async def after_process(self, p: Processing, outcome: Outcome) -> Outcome:
-        claim = p.state.pop("claim", None)
+        # The claim leaves p.state only once this hook is through with it: if the
+        # delivery is cancelled meanwhile, the consumer runs this hook again with a
+        # Requeue outcome, which releases it.
+        claim = p.state.get("claim")
         if claim is None:
             return outcome
         if isinstance(outcome, Done):
@@ -70,7 +77,9 @@ class IdempotencyMiddleware(Middleware):
                     "lease on %s expired before completion; another delivery owns it", claim.key
                 )
             except InboxUnavailable:
-                return Requeue("could not record completion before shutdown")
-            return outcome
-        await self.inbox.release(claim)
+                outcome = Requeue("could not record completion before shutdown")
+                await self.inbox.release(claim)
+        else:
+            await self.inbox.release(claim)
+        del p.state["claim"]
         return outcome
