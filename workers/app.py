@@ -21,6 +21,7 @@ from bus.middleware import (
     RetriesMiddleware,
 )
 from bus.middleware.loop_lag import FreezeStartupHeap, LoopLagMonitor
+from bus.middleware.metrics import InboxWaits
 from bus.rabbitmq import RabbitBroker
 from bus.retry import RetryPolicy
 from bus.runtime import Worker
@@ -96,7 +97,7 @@ def make_middleware(
         FreezeStartupHeap(),
         LoggingMiddleware(),
         MetricsMiddleware(registry),
-        IdempotencyMiddleware(inbox),
+        IdempotencyMiddleware(inbox, waits=InboxWaits(registry).observe),
         RetriesMiddleware(retry_policy(settings)),
     ]
 
