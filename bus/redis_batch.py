@@ -27,6 +27,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # The whole batch travels as ONE argument: fields separated by the ASCII unit
 # separator (31), (width + 2) fields per call: op code, key, arguments. Encoding one
@@ -156,6 +157,9 @@ class ScriptBatcher:
                 # runs. No health-check PING is ever sent on this connection: its reply
                 # would interleave with the pipelined ones.
                 await conn.connect()
+                # The client's socket timeout bounds each read here (see _read_all),
+                # not each write: redis-py would wrap every write in a task of its own.
+                pipe.read_timeout, conn.socket_timeout = conn.socket_timeout, None
             if pipe.load_script:
                 pipe.load_script = False
                 self._expect(pipe, None)
@@ -184,9 +188,12 @@ class ScriptBatcher:
         try:
             while pipe.in_flight:
                 try:
-                    reply: Any = await pipe.conn.read_response()
+                    async with asyncio.timeout(pipe.read_timeout):  # a hung Redis
+                        reply: Any = await pipe.conn.read_response()
                 except ResponseError as exc:  # an error reply; the connection is fine
                     reply = exc
+                except TimeoutError as exc:
+                    raise RedisTimeoutError(f"no reply from Redis in {pipe.read_timeout}s") from exc
                 entry = pipe.in_flight.popleft()
                 self._room.set()
                 if entry is None:
@@ -228,13 +235,14 @@ class _Pipe:
     """One connection and the batches in flight on it, in the order Redis answers
     them (None stands for the reply of a SCRIPT LOAD)."""
 
-    __slots__ = ("conn", "in_flight", "load_script", "reader")
+    __slots__ = ("conn", "in_flight", "load_script", "read_timeout", "reader")
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.in_flight: deque[_Batch | None] = deque()
         self.reader: asyncio.Task[None] | None = None  # reads while batches are in flight
         self.load_script = True
+        self.read_timeout: float | None = None  # the client's socket timeout
 
 
 class _Batch:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bus.inbox import _OPS
 from bus.redis_batch import LuaOp, ScriptBatcher, _Pipe
@@ -174,3 +176,18 @@ async def test_a_script_redis_does_not_know_is_loaded_and_the_batch_resent(redis
     with pytest.raises(NoScriptError):
         await batcher.call("nop", f"{names.prefix}:n")
     await batcher.aclose()
+
+
+async def test_a_redis_that_stops_answering_fails_the_batches_in_flight(redis_url, names):
+    """A hung Redis (SIGSTOP, half-open connection): the client's socket timeout bounds
+    the wait for a reply; the calls fail (the inbox then holds its deliveries)."""
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=0.3)
+    batcher = ScriptBatcher(client, _OPS)
+    gated(batcher, client)  # replies never read
+    with pytest.raises(RedisTimeoutError, match="no reply"):
+        await batcher.call("claim", f"{names.prefix}:hung", "run:a", 5000)
+    assert batcher._pipe is None  # the next call connects again
+    assert int((await batcher.call("claim", f"{names.prefix}:ok", "run:a", 5000))[0]) == 1
+    await batcher.aclose()
+    await client.delete(f"{names.prefix}:hung", f"{names.prefix}:ok")
+    await client.aclose()
