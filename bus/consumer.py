@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from bus.abc import Broker, Delivery
 from bus.context import HandlerContext
-from bus.errors import BusError, Reject, Retry
+from bus.errors import BusError, Reject, Retry, Unroutable
 from bus.middleware.base import Middleware, Processing
 from bus.middleware.retries import describe_error
 from bus.outcome import DeadLetter, Defer, Done, Failed, Outcome, Requeue, RetryLater
@@ -77,12 +78,21 @@ class SubscriptionConsumer:
         self.stopping = stopping
         self.source = source
         self.in_flight: set[asyncio.Task[Any]] = set()
+        # Progress, for readiness: deliveries taken and not yet settled, when one was
+        # last settled, and since when the prefetch window has been full.
+        self.unsettled = 0
+        self.last_settled = time.monotonic()
+        self.full_since: float | None = None
+        self.prefetch = 0  # set by the worker when it starts consuming
         self.logger = logging.getLogger(f"codebus.handler.{subscription.name}")
 
     async def __call__(self, delivery: Delivery) -> None:
         task = asyncio.current_task()
         if task is not None:
             self.in_flight.add(task)
+        self.unsettled += 1
+        if self.prefetch and self.unsettled >= self.prefetch and self.full_since is None:
+            self.full_since = time.monotonic()
         try:
             try:
                 outcome = await self.process(delivery)
@@ -104,6 +114,16 @@ class SubscriptionConsumer:
         finally:
             if task is not None:
                 self.in_flight.discard(task)
+            self.unsettled -= 1
+            self.last_settled = time.monotonic()
+            if self.unsettled < self.prefetch:
+                self.full_since = None
+
+    def stalled_for(self) -> float:
+        """Seconds the prefetch window has been full with nothing settled (0 if not)."""
+        if self.full_since is None:
+            return 0.0
+        return time.monotonic() - max(self.full_since, self.last_settled)
 
     async def process(self, delivery: Delivery) -> Outcome:
         """Run validation, middleware and the handler; return what to do.
@@ -193,6 +213,11 @@ class SubscriptionConsumer:
         except Retry as exc:
             return Failed(exc, retryable=True, delay=exc.delay)
         except Reject as exc:
+            return Failed(exc, retryable=False)
+        except Unroutable as exc:
+            # No queue is bound for what the handler published: retrying cannot help
+            # while the topology stays the same. Dead-lettered at once with the routing
+            # key in the reason; replay it once a subscriber exists.
             return Failed(exc, retryable=False)
         except Exception as exc:
             return Failed(exc, retryable=True)

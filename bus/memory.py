@@ -73,6 +73,11 @@ class _MemoryConsumer:
         self.active = True
         self.on_cancel: Callable[[], None] | None = None
 
+    @property
+    def attached(self) -> bool:
+        """Still consuming (not cancelled) on a connected broker."""
+        return self.active and self._broker._connected
+
     async def cancel(self) -> None:
         self.active = False
         if self in self._q.consumers:

@@ -87,8 +87,10 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 def make_middleware(
     settings: Settings, redis: aioredis.Redis, registry: CollectorRegistry
 ) -> list[Middleware]:
-    """Logging, metrics, idempotency (Redis inbox), retries - in that order; before
-    them, lifecycle-only hooks: the event-loop lag monitor and the start-up heap freeze."""
+    """Logging, metrics, retries, idempotency (Redis inbox) - in that order: after-hooks
+    run in reverse, so a commit the inbox cannot apply still goes to the retry policy.
+    Before them, lifecycle-only hooks: the event-loop lag monitor and the start-up heap
+    freeze."""
     inbox = Inbox(
         redis, settings.names, lease=settings.inbox_lease, retention=settings.inbox_retention
     )
@@ -97,8 +99,8 @@ def make_middleware(
         FreezeStartupHeap(),
         LoggingMiddleware(),
         MetricsMiddleware(registry),
-        IdempotencyMiddleware(inbox, waits=InboxWaits(registry).observe),
         RetriesMiddleware(retry_policy(settings)),
+        IdempotencyMiddleware(inbox, waits=InboxWaits(registry).observe),
     ]
 
 
@@ -122,10 +124,18 @@ async def run_unit(
             deps={"redis": redis, "names": settings.names, **(deps or {})},
             grace_period=settings.grace_period,
             source=settings.source,
+            stall_after=settings.stall_after,
         )
         runner = None
         if settings.http_port:
-            app = http.health_app(registry, {"broker": broker.ping, "redis": redis.ping})
+            # Ready = the dependencies answer AND the worker makes progress (consumers
+            # attached, deliveries settling, connection not blocked by an alarm).
+            checks: dict[str, http.Check] = {
+                "broker": broker.ping,
+                "redis": redis.ping,
+                "worker": worker.check,
+            }
+            app = http.health_app(registry, checks)
             runner = await http.serve(app, settings.http_host, settings.http_port)
         log.info("unit %s started (concurrency %d)", unit.name, settings.concurrency)
         try:

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     retry_max_delay: float = Field(300.0, ge=0, le=4000)
     inbox_lease: float = Field(30.0, gt=0, le=3600)
     inbox_retention: float = Field(7 * 24 * 3600.0, gt=0)
+    stall_after: float = Field(
+        300.0, gt=0, le=86_400, description="not ready: prefetch full, nothing settled this long"
+    )
     http_host: str = "0.0.0.0"
     http_port: int = Field(9464, ge=0, le=65535, description="health + metrics; 0 = off")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -3,6 +3,10 @@
 Fail closed: while Redis is unreachable the handler never runs; the delivery is held
 (unacked, so the prefetch window throttles intake) and the claim retried with backoff;
 at shutdown it is requeued. Nothing is acked unprocessed.
+
+A commit effect that cannot be applied (``bus.effects``) turns the outcome into
+:class:`Failed`: install this middleware AFTER :class:`RetriesMiddleware` in the list
+(its after-hook then runs first) so the failure goes through the retry policy.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from bus.errors import InboxUnavailable
+from bus.errors import EffectFailed, InboxUnavailable
 from bus.inbox import AlreadyDone, Busy, Claimed, Inbox, LeaseLost
 from bus.middleware.base import Middleware, Processing
-from bus.outcome import Defer, Done, Outcome, Requeue
+from bus.outcome import Defer, Done, Failed, Outcome, Requeue
 
 log = logging.getLogger("codebus.bus.idempotency")
 
@@ -86,8 +90,17 @@ class IdempotencyMiddleware(Middleware):
             return outcome
         if isinstance(outcome, Done):
             effects = p.ctx.effects if p.ctx is not None else []
+            event_id = p.event.id if p.event is not None else None
             try:
-                await self._hold(p, "complete", lambda: self.inbox.complete(claim, effects))
+                await self._hold(
+                    p, "complete", lambda: self.inbox.complete(claim, effects, event_id=event_id)
+                )
+            except EffectFailed as exc:
+                # Nothing of the commit was written: a failed attempt like a handler
+                # error (retry policy, then dead letter with this reason).
+                log.warning("commit of %s failed: %s", claim.key, exc)
+                outcome = Failed(exc, retryable=not exc.permanent)
+                await self.inbox.release(claim)
             except LeaseLost:
                 log.warning(
                     "lease on %s expired before completion; another delivery owns it", claim.key

@@ -1,0 +1,200 @@
+"""Private RabbitMQ nodes and Redis servers for fault-injection tests.
+
+Faults (kill -9, stop_app, SIGSTOP, memory alarms) are only ever injected into
+instances started here, on free loopback ports, with their state under the test's
+temporary directory: the shared services other tests use are never touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.helpers import free_port
+
+RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+
+
+class PrivateRabbit:
+    """One RabbitMQ node of our own: ``start()``, ``kill()`` (SIGKILL of the Erlang VM),
+    ``stop_app()`` / ``start_app()``, ``ctl(...)`` and ``stop()``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.node = f"chaos{self.port}@localhost"
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
+        self.proc: subprocess.Popen[bytes] | None = None
+        (root / "home").mkdir(parents=True, exist_ok=True)
+        (root / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
+            "loopback_users = none\n"
+            "vm_memory_high_watermark.relative = 0.4\n"
+            "disk_free_limit.absolute = 50MB\n"
+            "heartbeat = 10\n"
+            "log.console = false\n"
+            "log.file.level = warning\n"
+        )
+        (root / "enabled_plugins").write_text("[].\n")
+
+    def env(self) -> dict[str, str]:
+        """The environment the node and its CLI tools run with."""
+        return {
+            **os.environ,
+            "HOME": str(self.root / "home"),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(self.root / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.root / "log"),
+            "RABBITMQ_CONFIG_FILE": str(self.root / "rabbitmq"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.root / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.root / "rabbit.pid"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "ERL_CRASH_DUMP": str(self.root / "erl_crash.dump"),
+        }
+
+    def ctl(self, *args: str, tool: str = "rabbitmqctl", timeout: float = 60) -> str:
+        """Run a RabbitMQ CLI tool against this node; its output."""
+        out = subprocess.run(
+            [str(RABBIT_BIN / tool), "-q", "-n", self.node, *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"{tool} {' '.join(args)}: {out.stderr.strip() or out.stdout}")
+        return out.stdout
+
+    def _answers(self) -> bool:
+        try:
+            self.ctl("check_port_connectivity", tool="rabbitmq-diagnostics", timeout=20)
+        except (RuntimeError, subprocess.TimeoutExpired):
+            return False
+        return True
+
+    def start(self, timeout: float = 90) -> None:
+        """Boot the node (fresh or on its existing state) and wait until AMQP answers."""
+        self.proc = subprocess.Popen(
+            [str(RABBIT_BIN / "rabbitmq-server")],
+            env=self.env(),
+            cwd=self.root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self._wait(timeout)
+
+    def _wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"rabbitmq-server exited; see {self.root / 'log'}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"node {self.node} did not start; see {self.root / 'log'}")
+            time.sleep(0.5)
+
+    def kill(self) -> None:
+        """SIGKILL the whole node (Erlang VM and its helpers): a crash, no clean close."""
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    def stop_app(self) -> None:
+        """``rabbitmqctl stop_app``: the broker closes every connection, the VM stays."""
+        self.ctl("stop_app")
+
+    def start_app(self, timeout: float = 90) -> None:
+        """``rabbitmqctl start_app`` and wait until AMQP answers again."""
+        self.ctl("start_app", timeout=timeout)
+        self._wait(timeout)
+
+    def stop(self) -> None:
+        """Stop the node for good (kill if it does not stop) and leave nothing behind."""
+        if self.proc is None:
+            return
+        try:
+            self.ctl("stop", timeout=30)
+            self.proc.wait(timeout=30)
+        except (RuntimeError, subprocess.TimeoutExpired):
+            pass
+        if self.proc.poll() is None:
+            self.kill()
+        self.proc = None
+
+
+class PrivateRedis:
+    """One redis-server of our own: ``start()``, ``kill()``, ``pause()`` / ``resume()``
+    (SIGSTOP / SIGCONT: a hung server), ``stop()``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        root.mkdir(parents=True, exist_ok=True)
+
+    def start(self, timeout: float = 20) -> None:
+        """Start (again, on the same port) and wait until it answers PING."""
+        binary = shutil.which("redis-server") or "redis-server"
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.root),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while (
+            subprocess.run(
+                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True
+            ).stdout.strip()
+            != "PONG"
+        ):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"private redis on {self.port} did not start")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes (its append-only file keeps what was written)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        """Stop for good."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.kill()
