@@ -128,8 +128,8 @@ async def run_codebus(setup: Setup, recorder: Recorder, prefetch: int) -> Runner
 
     middleware = [
         LatencyMiddleware(recorder),
+        RetriesMiddleware(),  # the production order (workers.app.make_middleware)
         IdempotencyMiddleware(Inbox(redis, setup.names, lease=30, retention=600)),
-        RetriesMiddleware(),
     ]
     worker = Worker(setup.broker, router.subscriptions, middleware=middleware, concurrency=prefetch)
 

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -300,11 +301,18 @@ async def main() -> None:
     prefetches = [int(x) for x in args.prefetch.split(",")]
     kinds = args.kinds.split(",")
     runs: dict[tuple[int, float], dict[str, list[Run]]] = {}
+    # Ctrl-C / SIGTERM: stop after the current run, so the private services are stopped
+    # (cancelling mid-run can be swallowed inside the AMQP client).
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     with private_services() as svc:
         print(f"private RabbitMQ {svc.amqp_url}, Redis {svc.redis_url}", flush=True)
         for r in range(args.rounds):
             for prefetch in prefetches:
                 for rate in rates:
+                    if stop.is_set():
+                        break
                     slot = runs.setdefault((prefetch, rate), {k: [] for k in kinds})
                     for kind in order(kinds, r):
                         run = await run_one(svc, kind, prefetch, rate, args)
