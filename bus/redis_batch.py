@@ -208,7 +208,10 @@ class ScriptBatcher:
                 elif isinstance(reply, Exception):
                     entry.fail(reply)
                 else:
-                    entry.resolve(reply)
+                    try:
+                        entry.resolve(reply)
+                    except Exception as exc:  # not one result per call: fail, don't hang
+                        entry.fail(exc)
         except BaseException as exc:  # the connection broke (or the batcher is closing)
             self._broken(pipe, exc)
             if isinstance(exc, asyncio.CancelledError):
@@ -255,6 +258,8 @@ class _Batch:
         self.retried = False
 
     def resolve(self, results: list[Any]) -> None:
+        if not isinstance(results, list) or len(results) != len(self.calls):
+            raise ValueError(f"Redis answered {results!r:.80} to a batch of {len(self.calls)}")
         for (_, fut), res in zip(self.calls, results, strict=True):
             if not fut.done():
                 fut.set_result(res)

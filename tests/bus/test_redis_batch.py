@@ -191,3 +191,26 @@ async def test_a_redis_that_stops_answering_fails_the_batches_in_flight(redis_ur
     await batcher.aclose()
     await client.delete(f"{names.prefix}:hung", f"{names.prefix}:ok")
     await client.aclose()
+
+
+async def test_a_reply_of_the_wrong_shape_fails_its_callers_instead_of_hanging(redis_client, names):
+    batcher = ScriptBatcher(redis_client, _OPS)
+    conn = gated(batcher, redis_client)
+    real = conn.read_response
+    replies = 0
+
+    async def short_reply(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal replies
+        reply = await real(*args, **kwargs)
+        replies += 1
+        return reply[:1] if replies == 2 else reply  # the batch's reply lost a result
+
+    conn.read_response = short_reply  # type: ignore[method-assign]
+    conn.gate.set()
+    results = await asyncio.gather(
+        *(batcher.call("claim", f"{names.prefix}:w{i}", "run:a", 5000) for i in range(3)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, ValueError) for r in results), results
+    assert int((await batcher.call("claim", f"{names.prefix}:w9", "run:a", 5000))[0]) == 1
+    await batcher.aclose()
