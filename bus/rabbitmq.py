@@ -10,7 +10,8 @@
   turn for the settled run of delivery tags, single acks for the rest.
 - Delayed redelivery: a headers exchange routes a message by its delay tier to a
   queue with no consumers; the per-message TTL expires and the queue dead-letters it
-  into the direct retry exchange, which routes it back to the owning queue by name.
+  into the default exchange, which routes it back to the owning queue by name (its
+  routing key). Immediate sends go through the direct retry exchange.
 """
 
 from __future__ import annotations
@@ -262,14 +263,27 @@ class RabbitBroker:
         await dead.bind(self._exchanges[n.dead_exchange], routing_key="")
         for tier in range(MIN_DELAY_TIER, MAX_DELAY_TIER + 1):
             q = await ch.declare_queue(
-                n.delay_queue(tier),
-                durable=True,
-                arguments=self._durable_queue_args(n.retry_exchange),
+                n.delay_queue(tier), durable=True, arguments=self.delay_queue_args()
             )
             await q.bind(
                 self._exchanges[n.delay_exchange],
                 arguments={"x-match": "all", HEADER_DELAY_TIER: str(tier)},
             )
+
+    def delay_queue_args(self) -> dict[str, Any]:
+        """Arguments of the delay queues: expired copies are dead-lettered to the DEFAULT
+        exchange, which routes by queue name - the copy's routing key is its owning
+        queue - and, unlike a declared exchange, always exists. A durable exchange
+        declared shortly before a broker crash can be missing after the restart (seen on
+        RabbitMQ 3.10 after kill -9) while the quorum queues survive; at-least-once
+        dead-lettering then parks the expired copies until its retry timer
+        (``dead_letter_worker_publisher_confirm_timeout``, 3 minutes) fires."""
+        args = self._durable_queue_args(None)
+        args["x-dead-letter-exchange"] = ""
+        if self.queue_type == "quorum":
+            args["x-dead-letter-strategy"] = "at-least-once"
+            args["x-overflow"] = "reject-publish"
+        return args
 
     def dead_letter_queue_args(self) -> dict[str, Any]:
         """Arguments of the dead-letter queue (see DEAD_LETTER_DELIVERY_LIMIT)."""

@@ -20,10 +20,11 @@ def _require(binary: Path | str) -> None:
         pytest.fail(f"{binary} is missing; run scripts/services.sh install")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def private_rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRabbit]:
-    """A RabbitMQ node of this test module's own, on free ports; stopped afterwards.
-    Tests leave it running and unalarmed (they use their own ``names``)."""
+    """A RabbitMQ node of the chaos suite's own, on free ports, started once (a boot
+    costs 10-20 s); stopped at the end. Tests may kill, stop or alarm it but leave it
+    running and unalarmed; they use their own ``names``."""
     _require("/usr/lib/rabbitmq/bin/rabbitmq-server")
     node = PrivateRabbit(tmp_path_factory.mktemp("rabbit"))
     node.start()

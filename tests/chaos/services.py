@@ -10,9 +10,15 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tests.helpers import free_port
 
@@ -41,6 +47,7 @@ class PrivateRabbit:
             "log.file.level = warning\n"
         )
         (root / "enabled_plugins").write_text("[].\n")
+        (root / "advanced.config").write_text("[].\n")
 
     def env(self) -> dict[str, str]:
         """The environment the node and its CLI tools run with."""
@@ -54,6 +61,7 @@ class PrivateRabbit:
             "RABBITMQ_MNESIA_BASE": str(self.root / "mnesia"),
             "RABBITMQ_LOG_BASE": str(self.root / "log"),
             "RABBITMQ_CONFIG_FILE": str(self.root / "rabbitmq"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.root / "advanced.config"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.root / "enabled_plugins"),
             "RABBITMQ_PID_FILE": str(self.root / "rabbit.pid"),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
@@ -74,11 +82,13 @@ class PrivateRabbit:
         return out.stdout
 
     def _answers(self) -> bool:
+        """The AMQP listener accepts connections (it opens last when the node boots).
+        A socket, not the CLI: each CLI call costs a second or two of CPU."""
         try:
-            self.ctl("check_port_connectivity", tool="rabbitmq-diagnostics", timeout=20)
-        except (RuntimeError, subprocess.TimeoutExpired):
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
             return False
-        return True
 
     def start(self, timeout: float = 90) -> None:
         """Boot the node (fresh or on its existing state) and wait until AMQP answers."""
@@ -94,12 +104,20 @@ class PrivateRabbit:
 
     def _wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while not self._answers():
+        while True:
+            if self._answers():
+                # The listener is up; the CLI (used for the next fault) must reach the
+                # node too: one ping confirms it.
+                try:
+                    self.ctl("ping", tool="rabbitmq-diagnostics", timeout=30)
+                    return
+                except (RuntimeError, subprocess.TimeoutExpired):
+                    pass
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"rabbitmq-server exited; see {self.root / 'log'}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"node {self.node} did not start; see {self.root / 'log'}")
-            time.sleep(0.5)
+            time.sleep(0.2)
 
     def kill(self) -> None:
         """SIGKILL the whole node (Erlang VM and its helpers): a crash, no clean close."""
@@ -198,3 +216,71 @@ class PrivateRedis:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGCONT)
             self.kill()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ChaosWorker:
+    """``tests.chaos.chaos_worker`` as a real process, with its health endpoint."""
+
+    def __init__(
+        self, amqp_url: str, redis_url: str, prefix: str, log: Path, concurrency: int = 32
+    ) -> None:
+        self.args = [amqp_url, redis_url, prefix]
+        self.log = log  # the worker's output, for the post-mortem of a failed run
+        self.concurrency = concurrency
+        self.port = free_port()
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        """Start and wait for its 'ready' line."""
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.chaos.chaos_worker",
+                *self.args,
+                str(self.port),
+                str(self.concurrency),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"chaos worker did not start: {line}{self.proc.stdout.read()}")
+        # Drain its output (into the log file) so it never blocks on a full pipe.
+        threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True).start()
+
+    def _drain(self, stream: Any) -> None:
+        with open(self.log, "a") as out:
+            for line in stream:
+                out.write(line)
+                out.flush()
+
+    def ready(self) -> tuple[int, str]:
+        """Status and body of its /readyz (0 when it does not answer)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=8) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError as exc:
+            return 0, str(exc)
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait (kill after 30 s); the exit code."""
+        if self.proc is None:
+            return None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None

@@ -200,7 +200,7 @@ async def test_worker_process_serves_health_records_events_and_drains(
             if (status := await asyncio.to_thread(ready)) is not None:
                 break
             await asyncio.sleep(0.1)
-        assert status == {"status": "ok", "checks": {"broker": "ok", "redis": "ok"}}
+        assert status == {"status": "ok", "checks": {"broker": "ok", "redis": "ok", "worker": "ok"}}
         out = await asyncio.to_thread(
             run,
             "publish",
