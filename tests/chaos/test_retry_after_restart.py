@@ -18,7 +18,7 @@ from tests.chaos.services import PrivateRabbit
 pytestmark = pytest.mark.timeout(240)
 
 DELAYS = (1.0, 3.0, 6.0, 12.0, 20.0)
-LATE_AFTER = 10.0  # seconds past max(due time, broker back) that count as late
+LATE_AFTER = 15.0  # seconds past max(due time, broker back) that count as late
 
 
 WARM_UP = 6.0
