@@ -41,7 +41,7 @@ from bench.private_services import Services, free_port, private_services
 from bus.codec import encode
 from bus.rabbitmq import RabbitBroker
 from schemas.envelope import new_event
-from schemas.names import Names
+from schemas.names import MAX_DELAY_TIER, MIN_DELAY_TIER, Names
 
 ROOT = Path(__file__).resolve().parents[1]
 SENT_AT = "x-bench-sent"
@@ -152,14 +152,19 @@ class Consumer:
             text=True,
         )
 
-    async def ready(self, channel: aio_pika.abc.AbstractChannel, queue: str) -> None:
+    async def ready(self, conn: aio_pika.abc.AbstractConnection, queue: str) -> None:
+        """Wait until the queue has a consumer (a codebus worker declares it first)."""
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
                 self.fail("exited")
-            q = await channel.declare_queue(queue, passive=True)
-            if q.declaration_result.consumer_count:
-                return
+            try:
+                async with conn.channel() as probe:  # a missing queue closes the channel
+                    q = await probe.declare_queue(queue, passive=True)
+                    if q.declaration_result.consumer_count:
+                        return
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.kind} consumer did not attach; see {self.log.name}")
             await asyncio.sleep(0.1)
@@ -186,9 +191,13 @@ async def run_one(
 ) -> Run:
     names = Names(prefix=f"lb{uuid.uuid4().hex[:8]}")
     queue = names.subscription_queue("bench")
-    broker = RabbitBroker(svc.amqp_url, names=names)
-    await broker.connect()
-    await broker.declare_queue(queue, ["deployment.requested"])
+    if kind == "raw":
+        # codebus workers declare their topology themselves (a worker of another
+        # checkout may declare it with other arguments than this one would)
+        broker = RabbitBroker(svc.amqp_url, names=names)
+        await broker.connect()
+        await broker.declare_queue(queue, ["deployment.requested"])
+        await broker.close()
     conn = await aio_pika.connect(svc.amqp_url)
     ch = await conn.channel(publisher_confirms=True)
     n = int(rate * args.seconds)
@@ -200,7 +209,7 @@ async def run_one(
     with tempfile.TemporaryDirectory(prefix="lb-") as tmp:
         consumer = Consumer(kind, svc, names, prefetch, Path(tmp))
         try:
-            await consumer.ready(ch, queue)
+            await consumer.ready(conn, queue)
             cpu0 = cpu_seconds(consumer.proc.pid)
             t0 = time.time() + args.warmup
             behind = await publish_steady(
@@ -218,13 +227,25 @@ async def run_one(
         probes: dict[str, Any] = {}
         if consumer.probe_out.exists():
             probes = json.loads(consumer.probe_out.read_text())
+    await delete_topology(ch, names)
     await conn.close()
-    await broker.delete_topology([queue])
-    await broker.close()
     warm = int(rate * args.warmup)
     kept = sorted(lat[warm:])
     cpu = (cpu1 - cpu0) / max(1, len(lat)) * 1e6
     return Run(kind, prefetch, rate, kept, n, len(lat), cpu, behind, probes, (t0, t1))
+
+
+async def delete_topology(ch: aio_pika.abc.AbstractChannel, names: Names) -> None:
+    """Delete a run's queues and exchanges by name (declaring nothing: the topology may
+    come from another checkout's worker)."""
+    tiers = range(MIN_DELAY_TIER, MAX_DELAY_TIER + 1)
+    for q in [names.subscription_queue("bench"), names.dead_letter_queue] + [
+        names.delay_queue(t) for t in tiers
+    ]:
+        await ch.queue_delete(q)
+    for ex in (names.events_exchange, names.retry_exchange, names.delay_exchange):
+        await ch.exchange_delete(ex)
+    await ch.exchange_delete(names.dead_exchange)
 
 
 def describe(run: Run) -> str:
