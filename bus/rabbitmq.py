@@ -21,7 +21,7 @@ import logging
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
@@ -190,6 +190,14 @@ class RabbitBroker:
             raise BusError(_mismatch("the fixed topology", exc)) from exc
         except aiormq.exceptions.ProbableAuthenticationError as exc:
             raise BrokerUnavailable(f"RabbitMQ at {safe_url(self.url)} refused the login") from exc
+        except aiormq.exceptions.InvalidFrameError as exc:
+            # The broker answers Connection.Open with Connection.Close when the vhost does
+            # not exist or the user may not use it; aiormq drops the reply text.
+            vhost = unquote(urlsplit(self.url).path[1:]) or "/"
+            raise BrokerUnavailable(
+                f"RabbitMQ at {safe_url(self.url)} refused to open vhost {vhost!r}: it does"
+                " not exist or the user has no permission on it (check CODEBUS_AMQP_URL)"
+            ) from exc
         except _CONNECTION_ERRORS as exc:
             raise BrokerUnavailable(
                 f"cannot reach RabbitMQ at {safe_url(self.url)}: {describe(exc)}"

@@ -36,6 +36,10 @@ class RedisUnavailable(ConnectionError):
     """Redis cannot be reached; the message says where."""
 
 
+class PortUnavailable(OSError):
+    """The health/metrics port cannot be bound (taken, or not allowed)."""
+
+
 def safe_redis_url(url: str) -> str:
     """The Redis URL without credentials."""
     p = urlsplit(url)
@@ -121,7 +125,13 @@ async def run_unit(
             unit.subscriptions(),
             middleware=make_middleware(settings, redis, registry),
             concurrency=settings.concurrency,
-            deps={"redis": redis, "names": settings.names, **(deps or {})},
+            deps={
+                "redis": redis,
+                "names": settings.names,
+                # Handlers that export their own metrics (codebus_deployment_info).
+                "metrics_registry": registry,
+                **(deps or {}),
+            },
             grace_period=settings.grace_period,
             source=settings.source,
             stall_after=settings.stall_after,
@@ -136,7 +146,14 @@ async def run_unit(
                 "worker": worker.check,
             }
             app = http.health_app(registry, checks)
-            runner = await http.serve(app, settings.http_host, settings.http_port)
+            try:
+                runner = await http.serve(app, settings.http_host, settings.http_port)
+            except OSError as exc:
+                where = f"{settings.http_host}:{settings.http_port}"
+                raise PortUnavailable(
+                    f"cannot serve health/metrics on {where}: {exc.strerror or exc}"
+                    " (set CODEBUS_HTTP_PORT to a free port, or 0 for none)"
+                ) from exc
         log.info("unit %s started (concurrency %d)", unit.name, settings.concurrency)
         try:
             await worker.run_until_signalled()

@@ -49,5 +49,9 @@ async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
     """Start serving ``app``; the caller cleans the runner up."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()  # the caller never gets the runner to clean up
+        raise
     return runner

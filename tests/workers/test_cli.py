@@ -47,7 +47,7 @@ def test_tools_list_from_a_shell_lists_every_server():
 
 def test_bad_configuration_is_one_line_naming_the_variable():
     out = run("dlq", "list", env={"CODEBUS_CONCURRENCY": "0"})
-    assert out.returncode == 2
+    assert out.returncode == 3
     assert out.stderr.strip().splitlines() == [
         "Error: invalid configuration: CODEBUS_CONCURRENCY: Input should be greater than or "
         "equal to 1"
@@ -56,7 +56,7 @@ def test_bad_configuration_is_one_line_naming_the_variable():
 
 def test_unreachable_broker_is_one_line_not_a_traceback():
     out = run("dlq", "list", env={"CODEBUS_AMQP_URL": "amqp://u:secret@127.0.0.1:1/"})
-    assert out.returncode == 2
+    assert out.returncode == 4
     assert "Traceback" not in out.stderr
     assert out.stderr.startswith("Error: cannot reach RabbitMQ at amqp://127.0.0.1:1/")
     assert "secret" not in out.stderr
@@ -112,11 +112,24 @@ def test_publish_topology_and_dlq_against_rabbitmq(amqp_url, names):
     asyncio.run(_inspect_and_clean(amqp_url, names, out.stdout.strip()))
 
 
-def test_demo_runs_both_flows():
+def test_demo_runs_every_flow():
     out = run("demo")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "web 1.4.2  -> deployment.completed" in out.stdout
-    assert "shop 2.0.0 -> deployment.failed" in out.stdout
+    summary = {
+        name.strip(): outcome.strip()
+        for name, _, outcome in (
+            line.partition("->") for line in out.stdout.split("\nsummary\n")[1].splitlines()
+        )
+        if outcome
+    }
+    assert summary["web 1.4.2"].startswith("deployment.completed")
+    assert summary["shop 2.0.0"].startswith("deployment.failed")
+    # the canary's rollback, in one line, with the metric, value, condition and counts
+    assert summary["api 1.1 canary"].startswith("rolled_back: analysis error-rate failed:")
+    assert "0.09" in summary["api 1.1 canary"] and "failure_limit 1" in summary["api 1.1 canary"]
+    assert summary["portal 2.0 blue-green"].startswith("succeeded")
+    assert "approved by demo-operator" in summary["portal 2.0 blue-green"]
+    assert "deployment.weight_set" in out.stdout and "deployment.analysis_measured" in out.stdout
     assert "demo OK" in out.stdout
 
 
@@ -125,7 +138,7 @@ def test_queue_type_mismatch_is_one_clear_line(amqp_url, names):
     assert run("topology", "--declare", env=env).returncode == 0
     try:
         out = run("topology", "--declare", env={**env, "CODEBUS_QUEUE_TYPE": "classic"})
-        assert out.returncode == 2
+        assert out.returncode == 4
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
         assert "exists on the broker with other arguments" in lines[0]
