@@ -25,6 +25,8 @@ from bus.middleware import (
     Middleware,
     RetriesMiddleware,
 )
+from bus.middleware.loop_lag import FreezeStartupHeap, LoopLagMonitor
+from bus.middleware.metrics import InboxWaits
 from bus.rabbitmq import RabbitBroker
 from bus.retry import RetryPolicy
 from bus.runtime import Worker
@@ -96,15 +98,19 @@ def make_middleware(
     settings: Settings, redis: aioredis.Redis, registry: CollectorRegistry
 ) -> list[Middleware]:
     """Logging, metrics, retries, idempotency (Redis inbox) - in that order: after-hooks
-    run in reverse, so a commit the inbox cannot apply still goes to the retry policy."""
+    run in reverse, so a commit the inbox cannot apply still goes to the retry policy.
+    Before them, lifecycle-only hooks: the event-loop lag monitor and the start-up heap
+    freeze."""
     inbox = Inbox(
         redis, settings.names, lease=settings.inbox_lease, retention=settings.inbox_retention
     )
     return [
+        LoopLagMonitor(registry),
+        FreezeStartupHeap(),
         LoggingMiddleware(),
         MetricsMiddleware(registry),
         RetriesMiddleware(retry_policy(settings)),
-        IdempotencyMiddleware(inbox),
+        IdempotencyMiddleware(inbox, waits=InboxWaits(registry).observe),
     ]
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from bus.errors import EffectFailed, InboxUnavailable
 from bus.inbox import AlreadyDone, Busy, Claimed, Inbox, LeaseLost
@@ -25,18 +27,32 @@ log = logging.getLogger("codebus.bus.idempotency")
 class IdempotencyMiddleware(Middleware):
     """Claim before the handler, done-mark (with the handler's Redis effects) after."""
 
-    def __init__(self, inbox: Inbox, *, max_backoff: float = 5.0, max_defer: float = 5.0) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        *,
+        max_backoff: float = 5.0,
+        max_defer: float = 5.0,
+        waits: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.inbox = inbox
         self.max_backoff = max_backoff
+        # Told how long each delivery waited for its claim and for its completion
+        # (e.g. InboxWaits.observe): the inbox's share of a delivery's latency.
+        self.waits = waits
         # A busy claim is looked at again after at most this long, not after the whole
         # remaining lease: a redelivery that raced its predecessor's release runs soon.
         self.max_defer = max_defer
 
     async def _hold(self, p: Processing, what: str, op):  # type: ignore[no-untyped-def]
         delay = 0.05
+        started = time.perf_counter()
         while True:
             try:
-                return await op()
+                result = await op()
+                if self.waits is not None:
+                    self.waits(what, time.perf_counter() - started)
+                return result
             except InboxUnavailable as exc:
                 if p.stopping.is_set():
                     raise
