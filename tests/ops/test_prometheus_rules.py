@@ -10,10 +10,10 @@ from pathlib import Path
 
 import yaml
 
-from bus.middleware.metrics import MetricsMiddleware
 from gateway.metrics import GatewayMetrics
 from tests.ops.test_worker_metrics import promtool
-from workers.app import worker_registry
+from workers.app import make_middleware, worker_registry
+from workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "codebus-rules.yaml"
@@ -26,8 +26,10 @@ _SCRAPE_SERIES = {"up"}
 
 def exported_series() -> set[str]:
     """Every sample name a worker or the gateway can export."""
+    import fakeredis.aioredis
+
     registry = worker_registry()
-    MetricsMiddleware(registry)
+    make_middleware(Settings(), fakeredis.aioredis.FakeRedis(), registry)  # as a worker does
     names = {s.name for family in registry.collect() for s in family.samples}
     gateway = GatewayMetrics()
     names |= {s.name for family in gateway.registry.collect() for s in family.samples}
