@@ -305,11 +305,16 @@ def topology(ctx: click.Context, declare: bool, as_json: bool) -> None:
 
 @click.command()
 def demo() -> None:
-    """Run the whole system in one process on embedded defaults and show a deployment
-    flowing end to end (in-memory broker, fakeredis, fake tool servers)."""
+    """Run the whole system in one process on embedded defaults (in-memory broker,
+    fakeredis, fake tool servers): deployments (rolling, a canary rolled back on a metric
+    breach, a blue-green promoted after approval), then the guide's pipeline failing at its
+    scan step and its saga compensated in reverse order."""
     from workers.demo import run_demo
+    from workers.demo_workflows import run_workflows_demo
 
     code = asyncio.run(run_demo(sys.stdout))
+    sys.stdout.write("\n")
+    code = asyncio.run(run_workflows_demo(sys.stdout)) or code
     sys.exit(code)
 
 

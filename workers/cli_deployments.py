@@ -1,6 +1,7 @@
 """``codebus deployments``: list, show and explain flows; promote, abort, approve, deny
 and retry them. Commands are events on the bus (the CLI never edits a flow's state);
-reads come from the flow documents in Redis."""
+reads come from the flow documents in Redis and, once Redis has let a flow go, from the
+deployment repository (``CODEBUS_FLOWS_BUCKET``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from flows.store import FlowStore
 from schemas.envelope import new_event
 from schemas.events import validate_payload
 from schemas.flows import FlowState
+from schemas.workflows import FlowRecord
 from workers.cli_support import CliError, dump, friendly, run_async, settings_of
 
 T = TypeVar("T")
@@ -38,13 +40,45 @@ def _with_store(ctx: click.Context, op: Callable[[FlowStore], Awaitable[T]]) -> 
 
 
 def _load(ctx: click.Context, flow_id: str) -> FlowState:
-    async def op(store: FlowStore) -> FlowState | None:
-        return await store.load(flow_id)
-
-    state = _with_store(ctx, op)
+    state = _live(ctx, flow_id)
     if state is None:
         raise CliError(f"no deployment flow {flow_id!r} (see `codebus deployments list`)")
     return state
+
+
+def _live(ctx: click.Context, flow_id: str) -> FlowState | None:
+    async def op(store: FlowStore) -> FlowState | None:
+        return await store.load(flow_id)
+
+    return _with_store(ctx, op)
+
+
+def _archived(ctx: click.Context, flow_id: str) -> FlowRecord:
+    """The flow's record in the deployment repository, for a flow Redis has let go."""
+    from workers.cli_flows import open_repository
+
+    async def main() -> FlowRecord | None:
+        repo = await open_repository(ctx)
+        if repo is None:
+            return None
+        toolbox, repository = repo
+        try:
+            record: FlowRecord | None = await repository.get(flow_id)
+        finally:
+            await toolbox.close()
+        return record
+
+    record = run_async(main())
+    if record is None or record.kind != "deployment":
+        where = "Redis or the repository" if settings_of(ctx).flows_bucket else "Redis"
+        raise CliError(
+            f"no deployment flow {flow_id!r} in {where} (see `codebus deployments list`)"
+        )
+    return record
+
+
+def _record_why(record: FlowRecord) -> str:
+    return record.evidence or record.reason or f"{record.phase} (no recorded reason)"
 
 
 @click.group("deployments")
@@ -98,7 +132,19 @@ def list_(
 @friendly
 def show(ctx: click.Context, flow_id: str, as_json: bool) -> None:
     """Phase, step, desired/actual weight, last measurements, timers and journal."""
-    info = summary(_load(ctx, flow_id), time.time())
+    state = _live(ctx, flow_id)
+    if state is None:
+        record = _archived(ctx, flow_id)
+        if as_json:
+            click.echo(dump({"source": "repository", **record.model_dump(mode="json")}))
+            return
+        click.echo(f"{record.id}: {record.app} {record.version} (from the repository)")
+        for key in ("strategy", "environment", "phase", "step_name"):
+            if getattr(record, key) is not None:
+                click.echo(f"  {key + ':':<15} {getattr(record, key)}")
+        click.echo(f"  {'why:':<15} {_record_why(record)}")
+        return
+    info = summary(state, time.time())
     if as_json:
         click.echo(dump(info))
         return
@@ -123,7 +169,16 @@ def show(ctx: click.Context, flow_id: str, as_json: bool) -> None:
 @friendly
 def why_(ctx: click.Context, flow_id: str, as_json: bool) -> None:
     """The evidence behind the flow's last decision, in one line."""
-    state = _load(ctx, flow_id)
+    state = _live(ctx, flow_id)
+    if state is None:
+        record = _archived(ctx, flow_id)
+        line = _record_why(record)
+        if as_json:
+            click.echo(dump({"id": record.id, "phase": record.phase, "why": line,
+                             "evidence": record.evidence, "source": "repository"}))  # fmt: skip
+        else:
+            click.echo(line)
+        return
     if as_json:
         click.echo(
             dump(

@@ -106,7 +106,7 @@ async def _live(ctx: click.Context) -> tuple[Any, Any]:
     return redis, WorkflowStore(redis, settings.names)
 
 
-async def _repository(ctx: click.Context) -> tuple[Any, Any] | None:
+async def open_repository(ctx: click.Context) -> tuple[Any, Any] | None:
     """The S3 repository through the operator's toolbox, if a bucket is configured."""
     settings = settings_of(ctx)
     if not settings.flows_bucket:
@@ -182,7 +182,7 @@ def list_runs(
                 rows[state.id] = _row(state)
         finally:
             await redis.aclose()
-        repo = await _repository(ctx)
+        repo = await open_repository(ctx)
         if repo is not None:
             toolbox, repository = repo
             try:
@@ -222,7 +222,7 @@ def show(ctx: click.Context, flow_id: str, as_json: bool) -> None:
         if state is not None:
             data = state.model_dump(mode="json", exclude={"sent", "outbox"})
             return {"source": "redis", **data}
-        repo = await _repository(ctx)
+        repo = await open_repository(ctx)
         if repo is None:
             raise CliError(f"no run {flow_id!r} in Redis (and CODEBUS_FLOWS_BUCKET is not set)")
         toolbox, repository = repo

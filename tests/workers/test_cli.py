@@ -130,7 +130,11 @@ def test_demo_runs_every_flow():
     assert summary["portal 2.0 blue-green"].startswith("succeeded")
     assert "approved by demo-operator" in summary["portal 2.0 blue-green"]
     assert "deployment.weight_set" in out.stdout and "deployment.analysis_measured" in out.stdout
-    assert "demo OK" in out.stdout
+    # then the guide's pipeline stops at its scan step and its saga is undone in reverse
+    workflows = out.stdout.split("codebus flows demo:")[1]
+    assert "workflow.failed" in workflows
+    assert "undone, in order: deploy_backend, create_database" in workflows
+    assert out.stdout.count("demo OK") == 2 and "demo FAILED" not in out.stdout
 
 
 def test_queue_type_mismatch_is_one_clear_line(amqp_url, names):
