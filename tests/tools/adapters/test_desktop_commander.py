@@ -22,6 +22,7 @@ from schemas.tools.desktop_commander import (
     WriteFileArgs,
 )
 from tools.adapters.desktop_commander import (
+    ArgumentNotAllowed,
     DesktopCommanderConfig,
     DesktopCommanderServer,
     ExecutableNotAllowed,
@@ -127,7 +128,7 @@ async def test_command_injection_runs_nothing_outside_the_allowlist(
 
     try:
         result = await call(server, "execute_command", args)
-    except (ExecutableNotAllowed, ToolArgumentError):
+    except (ExecutableNotAllowed, ArgumentNotAllowed, ToolArgumentError):
         assert launched == []
     else:
         assert result.argv[0] in {"echo", "ls"}
@@ -162,8 +163,12 @@ async def test_environment_is_only_the_passthrough(
 # --- bounds --------------------------------------------------------------------------
 
 
+# An operator who allowlists a shell must say so in its policy: ``sh -c`` runs anything.
+SH_POLICY = {"sh": {"options": {"-c": "value"}, "operands": "text"}}
+
+
 async def test_timeout_kills_the_whole_process_group(root: Path) -> None:
-    server = server_for(root, "sh")
+    server = server_for(root, "sh", argument_policies=SH_POLICY)
     script = "sleep 30 & echo $! > child.pid; wait"
     started = time.monotonic()
     with pytest.raises(ToolTimeout):
@@ -212,17 +217,32 @@ async def test_working_directory_must_be_inside_the_roots(root: Path, outside: P
 # --- make ----------------------------------------------------------------------------
 
 
-async def test_make_runs_target_and_never_expands_variable_values(root: Path) -> None:
-    canary = root / "CANARY"
-    (root / "Makefile").write_text("show:\n\t@echo 'V=$(V)'\n")
+async def test_make_runs_target_with_literal_variables(root: Path) -> None:
+    (root / "Makefile").write_text("show:\n\t@echo V=$(V)\n")
     server = server_for(root, "make")
-    value = f"$(shell touch {canary})"
+    value = "python3.11:a/b,c@d%e+f=g-h"
     result = await call(
         server, "make_command", MakeCommandArgs(target="show", variables={"V": value})
     )
     assert result.exit_code == 0
     assert result.stdout == f"V={value}\n"
-    assert not canary.exists()
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["$(shell touch x)", "touch x; true", "`touch x`", "a b", "-f", "$$x", "a|b", "a>b", "~"],
+)
+def test_make_variable_values_are_single_literal_words(value: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        MakeCommandArgs(target="show", variables={"V": value})
+    assert caught.value.errors()[0]["loc"] == ("variables",)
+    assert "value of V" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["SHELL", "MAKEFLAGS", "MAKEFILES", "MFLAGS", "VPATH"])
+def test_make_variables_that_control_make_are_refused(name: str) -> None:
+    with pytest.raises(ValidationError, match=f"make variable {name} controls make"):
+        MakeCommandArgs(target="show", variables={name: "x"})
 
 
 async def test_make_needs_make_on_the_allowlist(root: Path) -> None:
@@ -384,8 +404,12 @@ async def test_fake_file_system_enforces_roots() -> None:
     with pytest.raises(ToolFailed) as caught:
         await call(fake, "read_file", ReadFileArgs(path="missing"))
     assert caught.value.status == 404
-    made = await call(fake, "make_command", MakeCommandArgs(target="build", variables={"V": "$x"}))
-    assert made.argv == ["make", "build", "V=$$x"]
+    made = await call(fake, "make_command", MakeCommandArgs(target="build", variables={"V": "x"}))
+    assert made.argv == ["make", "build", "V=x"]
+    with pytest.raises(ArgumentNotAllowed):
+        await call(fake, "execute_command", ExecuteCommandArgs(command="make --eval=x build"))
+    with pytest.raises(ArgumentNotAllowed):
+        await call(fake, "execute_command", ExecuteCommandArgs(command="ls /etc"))
 
 
 @pytest.fixture
