@@ -450,6 +450,9 @@ GIT_FORCED_CONFIG = (
     ("protocol.allow", "never"),
     ("protocol.https.allow", "always"),
     ("protocol.file.allow", "always"),
+    # .gitmodules comes with the repository: its URLs may name paths outside the roots.
+    ("submodule.recurse", "false"),
+    ("fetch.recurseSubmodules", "false"),
 )
 
 

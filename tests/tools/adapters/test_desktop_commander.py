@@ -439,3 +439,113 @@ async def test_multi_call_binary_is_allowed_only_under_its_allowed_name(
     result = await call(server, "execute_command", ExecuteCommandArgs(command="echo hi"))
     assert result.stdout == "hi\n" and result.argv == ["echo", "hi"]
     assert not (root / "CANARY").exists()
+
+
+# --- argument policies ---------------------------------------------------------------
+
+
+async def test_everyday_git_make_and_ls_calls_pass_the_policy(tmp_path: Path) -> None:
+    from tests.security.conftest import git_init
+
+    root = tmp_path / "root"
+    git_init(root / "web", {"Makefile": "test:\n\t@$(PYTHON) -c 'print(42)'\n"}, "first")
+    (root / "web" / "sub").mkdir()
+    server = server_for(root, "git", "make", "ls")
+    web = str(root / "web")
+    for command in [
+        "git status --porcelain",
+        "git --no-pager log --oneline -n 1",
+        "git log -n1 --format=%s",
+        "git diff --stat HEAD",
+        "git rev-parse --abbrev-ref HEAD",
+        "git branch --list",
+        "git ls-files -z",
+        "ls -la sub",
+        "ls --color=never -- sub",
+    ]:
+        result = await call(
+            server, "execute_command", ExecuteCommandArgs(command=command, working_directory=web)
+        )
+        assert result.exit_code == 0, (command, result.stderr)
+    log = await call(
+        server,
+        "execute_command",
+        ExecuteCommandArgs(command="git log -n 1 --format=%s", working_directory=web),
+    )
+    assert log.stdout == "first\n"
+    cloned = await call(
+        server,
+        "execute_command",
+        ExecuteCommandArgs(
+            command=["git", "clone", "-q", web, "copy"], working_directory=str(root)
+        ),
+    )
+    assert cloned.exit_code == 0, cloned.stderr and (root / "copy" / "Makefile").exists()
+    made = await call(
+        server,
+        "make_command",
+        MakeCommandArgs(target="test", working_directory=web, variables={"PYTHON": "python3"}),
+    )
+    assert (made.exit_code, made.stdout) == (0, "42\n")
+
+
+async def test_git_runs_without_system_or_global_config(
+    root: Path, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.security.conftest import git_init
+
+    (outside / ".gitconfig").write_text("[user]\n\tname = from-global-config\n")
+    monkeypatch.setenv("HOME", str(outside))
+    git_init(root, {"a": "a"}, "m")
+    monkeypatch.setenv("GIT_CONFIG_PARAMETERS", "'core.fsmonitor'='touch x'")
+    argument_policies = {
+        "git": {"subcommands": {"var": {"options": {"-l": "flag"}, "operands": "text"}}}
+    }
+    server = server_for(
+        root,
+        "git",
+        env_passthrough=["PATH", "HOME", "GIT_CONFIG_PARAMETERS"],
+        argument_policies=argument_policies,
+    )
+    ident = await call(server, "execute_command", ExecuteCommandArgs(command="git var -l"))
+    assert "from-global-config" not in ident.stdout
+    assert "core.fsmonitor=false" in ident.stdout and "core.hookspath=/dev/null" in ident.stdout
+    assert not (root / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "argument"),
+    [
+        ("git -c a.b=c status", "-c"),
+        ("git status --ignored", "--ignored"),
+        ("git log -1", "-1"),
+        ("git notes list", "notes"),
+        ("ls -I x", "-I"),
+        ("ls /etc", "/etc"),
+        ("make -j", "-j"),
+        ("make 'a b'", "a b"),
+        ("echo -e x", "-e"),
+    ],
+)
+async def test_refusals_name_the_argument(root: Path, command: str, argument: str) -> None:
+    server = server_for(root, "git", "make", "ls", "echo")
+    with pytest.raises(ArgumentNotAllowed) as caught:
+        await call(server, "execute_command", ExecuteCommandArgs(command=command))
+    assert caught.value.argument == argument and caught.value.status == 403
+    assert repr(argument) in str(caught.value)
+
+
+async def test_a_program_without_a_policy_takes_no_options(root: Path) -> None:
+    server = server_for(root, "cat", "echo")
+    (root / "a.txt").write_text("a")
+    assert (
+        await call(server, "execute_command", ExecuteCommandArgs(command="cat a.txt"))
+    ).stdout == "a"
+    with pytest.raises(ArgumentNotAllowed, match="unknown option -n"):
+        await call(server, "execute_command", ExecuteCommandArgs(command="cat -n a.txt"))
+    # After "--" everything is an operand, and operands are paths inside the roots.
+    with pytest.raises(ArgumentNotAllowed, match="outside the allowed roots"):
+        await call(server, "execute_command", ExecuteCommandArgs(command="cat -- /etc/hostname"))
+    # echo's operands are text, never opened.
+    said = await call(server, "execute_command", ExecuteCommandArgs(command="echo /etc/hostname"))
+    assert said.stdout == "/etc/hostname\n"
