@@ -76,6 +76,11 @@ class Arena:
 @pytest.fixture
 def arena(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Arena:
     """A root git repository with a Makefile; outside: a secret, a repository, a HOME."""
+    return make_arena(tmp_path, monkeypatch)
+
+
+def make_arena(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Arena:
+    """The :func:`arena` fixture's work, for tests that need several arenas."""
     root = tmp_path / "root"
     outside = tmp_path / "outside"
     canary = tmp_path / "CANARY"

@@ -16,7 +16,7 @@ import pytest
 
 from schemas.tools.desktop_commander import ExecuteCommandArgs, MakeCommandArgs, WriteFileArgs
 from tests.reports import report
-from tests.security.conftest import MARKER, Arena
+from tests.security.conftest import MARKER, Arena, make_arena
 from tools.adapters.desktop_commander import DesktopCommanderConfig, DesktopCommanderServer
 from tools.errors import ToolError
 
@@ -160,12 +160,10 @@ async def test_shell_attack_table_counts(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The whole table on fresh arenas; the counts go to the CI log."""
-    from tests.security.conftest import arena as make_arena
-
     ran = read = wrote = 0
     failures = []
     for attack in ATTACKS:
-        arena = make_arena.__wrapped__(tmp_path_factory.mktemp("a"), monkeypatch)  # type: ignore[attr-defined]
+        arena = make_arena(tmp_path_factory.mktemp("a"), monkeypatch)
         r, d, w, seen = await run_attack(attack, arena)
         ran, read, wrote = ran + r, read + d, wrote + w
         if r or d or w:
