@@ -97,6 +97,13 @@ def make_arena(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Arena:
     (outside / f"{MARKER}.name").write_text("x\n")
     git_init(outside / "repo", {"data.txt": f"{MARKER}\n"}, f"outside {MARKER}")
     (outside / "evil.mk").write_text(f"all:\n\ttouch {canary}\n")
+    # A program and a hook directory that hostile configuration points at.
+    evil = outside / "evil.sh"
+    evil.write_text(f"#!/bin/sh\ntouch {canary}\nexit 1\n")
+    evil.chmod(0o755)
+    (outside / "hooks").mkdir()
+    (outside / "hooks" / "pre-commit").write_text(f"#!/bin/sh\ntouch {canary}\n")
+    (outside / "hooks" / "pre-commit").chmod(0o755)
     home = outside / "home"
     home.mkdir()
     # A hostile global config: whoever reads it runs the canary on ``git status``.

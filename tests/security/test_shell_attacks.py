@@ -29,6 +29,9 @@ class Attack:
     argv: list[str] | None = None
     make: tuple[str, dict[str, str]] | None = None
     writes: dict[str, str] = field(default_factory=dict)
+    # Appended to the root repository's .git/config behind the tool's back (a repository
+    # that arrived hostile): the forced git configuration must still win.
+    repo_config: str = ""
 
 
 ATTACKS = [
@@ -96,6 +99,21 @@ ATTACKS = [
     Attack("make_command MAKEFLAGS variable", make=("show", {"MAKEFLAGS": "--eval=$$(shell x)"})),
     Attack("ls outside", ["ls", "{outside}"]),
     Attack("ls relative escape", ["ls", "../outside"]),
+    Attack(
+        "hostile repo config: fsmonitor",
+        ["git", "status"],
+        repo_config="[core]\n\tfsmonitor = touch {canary}; false\n",
+    ),
+    Attack(
+        "hostile repo config: hooksPath",
+        ["git", "commit", "--allow-empty", "-m", "x"],
+        repo_config="[core]\n\thooksPath = {outside}/hooks\n",
+    ),
+    Attack(
+        "hostile repo config: gpg on commit",
+        ["git", "commit", "--allow-empty", "-m", "x"],
+        repo_config="[commit]\n\tgpgSign = true\n[gpg]\n\tprogram = {outside}/evil.sh\n",
+    ),
     Attack("ls --hide option value", ["ls", "--hide=x", "{outside}"]),
     Attack("ls -R after --", ["ls", "-R", "--", "{outside}"]),
 ]
@@ -123,6 +141,9 @@ async def run_attack(attack: Attack, arena: Arena) -> tuple[bool, bool, bool, st
     server = DesktopCommanderServer(
         DesktopCommanderConfig(roots=[arena.root], allowed_executables=["git", "make", "ls"])
     )
+    if attack.repo_config:
+        with (arena.root / ".git" / "config").open("a") as config:
+            config.write(_format(attack.repo_config, arena))
     before = arena.outside_snapshot()
     seen: list[str] = []
     try:

@@ -453,6 +453,12 @@ GIT_FORCED_CONFIG = (
     # .gitmodules comes with the repository: its URLs may name paths outside the roots.
     ("submodule.recurse", "false"),
     ("fetch.recurseSubmodules", "false"),
+    # Programs git would start on its own: credential helpers, signing, signature display.
+    ("credential.helper", ""),
+    ("commit.gpgSign", "false"),
+    ("tag.gpgSign", "false"),
+    ("log.showSignature", "false"),
+    ("gpg.program", "false"),
 )
 
 
