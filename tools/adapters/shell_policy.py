@@ -8,7 +8,8 @@ before anything runs:
 * Options are refused unless the policy names them (``refuse unknown by default``). An
   option is a ``flag`` (no value), takes a ``value`` (data), a ``path`` (must lie inside
   the roots) or an ``optional`` value (only in the ``--name=value`` form).
-* A program with ``subcommands`` (git) takes only those; each has its own options.
+* A program with ``subcommands`` (git) takes only those; each has its own options, and
+  the program's own options stay valid after it.
   Aliases are therefore never invoked, and ``config``, ``archive``, ``submodule``...
   are simply not there.
 * Operands are ``paths`` (each must resolve inside the roots, relative to the working
@@ -342,7 +343,10 @@ def check_argv(argv: list[str], policies: Mapping[str, CommandPolicy], path_ok: 
             if sub is None:
                 allowed = ", ".join(sorted(policy.subcommands))
                 raise ArgumentRefused(program, arg, f"not an allowed subcommand ({allowed})")
-            program, policy, options_done = f"{program} {arg}", sub, False
+            # The program's own options stay valid after the subcommand (kubectl get -n x).
+            merged = {**policy.options, **sub.options}
+            program, options_done = f"{program} {arg}", False
+            policy = sub.model_copy(update={"options": merged})
             continue
         _check_operand(program, policy.operands, arg, path_ok)
 

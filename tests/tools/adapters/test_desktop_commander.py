@@ -549,3 +549,30 @@ async def test_a_program_without_a_policy_takes_no_options(root: Path) -> None:
     # echo's operands are text, never opened.
     said = await call(server, "execute_command", ExecuteCommandArgs(command="echo /etc/hostname"))
     assert said.stdout == "/etc/hostname\n"
+
+
+DOCS_TOOLS = Path(__file__).resolve().parents[3] / "docs" / "tools.md"
+
+
+async def test_the_documented_policy_example_loads_and_applies() -> None:
+    import re
+
+    import yaml
+
+    from workers.toolbox import ToolsFile
+
+    docs = DOCS_TOOLS.read_text()
+    block = re.search(r"```yaml\n(desktop_commander:\n  roots: \[/srv/repos\].*?)```", docs, re.S)
+    assert block is not None
+    config = ToolsFile.model_validate(yaml.safe_load(block.group(1))).desktop_commander
+    assert config is not None
+    fake = FakeDesktopCommanderServer(
+        roots=["/srv/repos"],
+        allowed_executables=config.allowed_executables,
+        argument_policies=config.argument_policies,
+    )
+    ok = ExecuteCommandArgs(command="kubectl get pods -n staging -o json")
+    assert (await call(fake, "execute_command", ok)).exit_code == 0
+    for refused in ("kubectl delete pods x", "kubectl apply -f /etc/x.yaml", "kubectl get --raw /"):
+        with pytest.raises(ArgumentNotAllowed):
+            await call(fake, "execute_command", ExecuteCommandArgs(command=refused))
