@@ -58,13 +58,13 @@ from tools.adapters.confined_fs import (
     write_bytes,
 )
 from tools.adapters.shell_policy import (
-    BUILTIN_POLICIES,
     ArgumentRefused,
     CommandPolicy,
     check_argv,
     inside,
     program_environment,
 )
+from tools.adapters.shell_programs import BUILTIN_POLICIES
 from tools.errors import ToolArgumentError, ToolError, ToolFailed, ToolTimeout
 from tools.spec import ToolServer, tool
 

@@ -39,11 +39,11 @@ from tools.adapters.desktop_commander import (
     split_command,
 )
 from tools.adapters.shell_policy import (
-    BUILTIN_POLICIES,
     ArgumentRefused,
     CommandPolicy,
     check_argv,
 )
+from tools.adapters.shell_programs import BUILTIN_POLICIES
 from tools.errors import ToolArgumentError, ToolError, ToolFailed
 from tools.spec import ToolServer, tool
 
