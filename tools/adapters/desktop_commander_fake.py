@@ -74,10 +74,12 @@ class FakeDesktopCommanderServer(ToolServer):
         results: Mapping[str, Canned] | None = None,
         files: Mapping[str, str | bytes] | None = None,
         argument_policies: Mapping[str, CommandPolicy] | None = None,
+        write_protected: Iterable[str] = (".git",),
     ) -> None:
         self.roots = [PurePosixPath(posixpath.normpath(r)) for r in roots]
         self.allowed = {posixpath.basename(e) for e in allowed_executables}
         self.policies = {**BUILTIN_POLICIES, **(argument_policies or {})}
+        self.write_protected = tuple(write_protected)
         self.results: dict[str, Canned] = {"echo": _echo, **(results or {})}
         self.files: dict[str, bytes] = {}
         self.dirs: set[str] = {str(r) for r in self.roots}
@@ -193,6 +195,13 @@ class FakeDesktopCommanderServer(ToolServer):
         """Write into the dict."""
         self._enter("write_file", args)
         path = self._path(args.path, "write_file")
+        protected = set(self.write_protected).intersection(PurePosixPath(path).parts)
+        if protected:
+            raise PathOutsideRoots(
+                args.path,
+                tool=f"{SERVER}.write_file",
+                reason=f"is inside {sorted(protected)[0]}/, which is write-protected",
+            )
         written = self._store(
             path,
             args.content.encode(args.encoding),

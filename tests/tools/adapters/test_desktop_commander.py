@@ -410,6 +410,8 @@ async def test_fake_file_system_enforces_roots() -> None:
         await call(fake, "execute_command", ExecuteCommandArgs(command="make --eval=x build"))
     with pytest.raises(ArgumentNotAllowed):
         await call(fake, "execute_command", ExecuteCommandArgs(command="ls /etc"))
+    with pytest.raises(PathOutsideRoots, match="write-protected"):
+        await call(fake, "write_file", WriteFileArgs(path="app/.git/config", content="x"))
 
 
 @pytest.fixture
