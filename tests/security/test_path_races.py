@@ -97,6 +97,7 @@ async def test_directory_swapped_for_a_symlink_never_leads_outside(
     (root / "d" / "sub").mkdir()
     outside.mkdir()
     (outside / "f.txt").write_text(f"{MARKER}\n")
+    outside_size = (outside / "f.txt").stat().st_size  # differs from the inside file's
     (outside / "sub").mkdir()
     (outside / f"{MARKER}.name").write_text("x")
     server = make_server(root, resolver)
@@ -133,7 +134,9 @@ async def test_directory_swapped_for_a_symlink_never_leads_outside(
             await attempt(
                 "write_file", WriteFileArgs(path=f"d/sub/n{i}/w.txt", content="x", create_dirs=True)
             )
-            await attempt("check_file_exists", CheckFileExistsArgs(path="d/f.txt"))
+            found = await attempt("check_file_exists", CheckFileExistsArgs(path="d/f.txt"))
+            if found is not None and found.size == outside_size:  # metadata from outside
+                counts["reads_outside"] += 1
             if i % 5 == 0:  # a program started in the swapped directory
                 ran = await attempt(
                     "execute_command", ExecuteCommandArgs(command="ls", working_directory="d")
