@@ -1,34 +1,41 @@
 """Source adapters: turn a verified webhook payload into events, per source kind.
 
-Event ids are derived deterministically (UUIDv5) from what the sender uses to identify
-a delivery, so that a sender's retry or redelivery republishes the *same* id and the
+Event ids are derived deterministically from what the sender uses to identify a
+delivery, so that a sender's retry or redelivery republishes the *same* id and the
 subscribers' idempotency inboxes drop the duplicate:
 
 - standard: the ``webhook-id`` header;
 - github: the ``X-GitHub-Delivery`` header (kept across "Redeliver" in GitHub's UI);
 - alertmanager: each alert's ``fingerprint`` + ``startsAt`` + ``status``.
+
+The derivation is keyed with the source's own secret (:func:`gateway.ids.keyed_id`), so
+nobody without that secret can compute a future event id and pre-claim it.
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.ids import keyed_id
 from gateway.problems import GatewayError, malformed
 from schemas.envelope import Event, new_event
 from schemas.errors import SchemaError
 from schemas.events import validate_payload
 from schemas.gateway_config import MappingRule, Source, topic_matches
 
-#: Namespace of gateway event ids: uuid5(namespace, "<kind>\x1f<source>\x1f<delivery>").
-GATEWAY_ID_NAMESPACE = uuid.UUID("0b3f7a51-62d4-4f0e-8a7e-2d6c9c1f4e10")
+
+def source_credential(source: Source) -> str:
+    """The secret that authenticates ``source`` (signing secret or bearer token)."""
+    credential = source.secret if source.secret is not None else source.token
+    assert credential is not None  # guaranteed by the Source model
+    return credential.get_secret_value()
 
 
-def derived_id(kind: str, source: str, *parts: str) -> str:
-    """The deterministic event id for one delivery of ``source``."""
-    return str(uuid.uuid5(GATEWAY_ID_NAMESPACE, "\x1f".join((kind, source, *parts))))
+def derived_id(source: Source, *parts: str) -> str:
+    """The deterministic event id for one delivery of ``source``, keyed by its secret."""
+    return keyed_id(source_credential(source), "webhook", source.kind.value, source.name, *parts)
 
 
 def event_source(source: Source) -> str:
@@ -73,7 +80,7 @@ def standard_events(source: Source, body: Any, webhook_id: str) -> list[Event]:
     """
     if not isinstance(body, dict):
         raise malformed("body must be a JSON object", ["(body)"])
-    event_id = derived_id("standard", source.name, webhook_id)
+    event_id = derived_id(source, webhook_id)
     if source.rules:
         on = body.get("type") if isinstance(body.get("type"), str) else None
         rule = _first_rule(source, on, body)
@@ -128,7 +135,7 @@ def github_events(source: Source, event_name: str, delivery_id: str, payload: An
             rule.type,
             data,
             source=event_source(source),
-            id=derived_id("github", source.name, delivery_id),
+            id=derived_id(source, delivery_id),
             subject=subject,
         )
     ]
@@ -180,9 +187,7 @@ def alertmanager_events(source: Source, payload: Any) -> list[Event]:
         if rule is None:
             continue
         data, subject = rule.build(context)
-        event_id = derived_id(
-            "alertmanager", source.name, alert.fingerprint, alert.startsAt, alert.status
-        )
+        event_id = derived_id(source, alert.fingerprint, alert.startsAt, alert.status)
         events.append(
             build_event(rule.type, data, source=event_source(source), id=event_id, subject=subject)
         )

@@ -32,6 +32,7 @@ def create_app(
     metrics: GatewayMetrics | None = None,
     clock: Callable[[], float] = time.time,
     publish_timeout: float = 10.0,
+    pending_claim_ttl: int | None = None,
 ) -> web.Application:
     """Build the gateway app. The caller owns ``broker`` and ``redis`` (connects and
     closes them); ``clock`` returns Unix seconds and is injectable for tests."""
@@ -44,6 +45,7 @@ def create_app(
         metrics=metrics or GatewayMetrics(),
         clock=clock,
         publish_timeout=publish_timeout,
+        pending_claim_ttl=pending_claim_ttl,
     )
     # aiohttp enforces the same limit on chunked bodies that lack a Content-Length.
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_middleware])

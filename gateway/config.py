@@ -54,9 +54,24 @@ def parse_config(text: str, *, environ: Mapping[str, str] | None = None) -> Gate
     if not isinstance(raw, dict):
         raise ConfigError("gateway config must be a mapping at the top level")
     try:
-        return GatewayConfig.model_validate(expand_env(raw, environ))
+        config = GatewayConfig.model_validate(expand_env(raw, environ))
     except ValidationError as exc:
         raise ConfigError(str(SchemaError.from_validation("gateway config", exc))) from exc
+    check_subscription_urls(config)
+    return config
+
+
+def check_subscription_urls(config: GatewayConfig) -> None:
+    """Parse every subscription URL as delivery will (the SSRF guard's parser), so that a
+    URL it would refuse stops the process at load, naming the field."""
+    from tools.webhooks.ssrf import WebhookBlocked, parse_target  # yarl: the tool layer
+
+    for i, sub in enumerate(config.subscriptions):
+        try:
+            parse_target(sub.url)
+        except WebhookBlocked as exc:
+            # The message never quotes the URL: it may hold credentials.
+            raise ConfigError(f"gateway config: subscriptions.{i}.url: {exc}") from None
 
 
 def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> GatewayConfig:

@@ -6,7 +6,7 @@ process and lets ``GET /metrics`` expose exactly this gateway's series.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class GatewayMetrics:
@@ -30,6 +30,21 @@ class GatewayMetrics:
             "codebus_gateway_published_events_total",
             "Events published with a broker confirm, by event type.",
             ["type"],
+            registry=self.registry,
+        )
+        self.outcome_unknown = Counter(
+            "codebus_gateway_publish_outcome_unknown_total",
+            "Publishes sent without a broker confirm (answered 503 outcome_unknown).",
+            registry=self.registry,
+        )
+        self.connections = Gauge(
+            "codebus_gateway_open_connections",
+            "HTTP connections open right now (at most server.max_connections).",
+            registry=self.registry,
+        )
+        self.accept_errors = Counter(
+            "codebus_gateway_accept_errors_total",
+            "Failed accept() calls (e.g. out of file descriptors).",
             registry=self.registry,
         )
         self.rejections = Counter(

@@ -32,7 +32,14 @@ _RETRY_AFTER = {
     }
 }
 _UNAVAILABLE = _problem(
-    "Broker or Redis unavailable, or the broker did not confirm: NOT accepted, retry.",
+    "Two kinds, told apart by 'error' and 'accepted'. error 'unavailable' (accepted: "
+    "false): nothing was published (broker or Redis unreachable, broker nack, no queue "
+    "bound for the type); retry after Retry-After. error 'outcome_unknown' (accepted: "
+    "'unknown'): an event was sent but the broker's confirm never came, so it may still "
+    "be delivered; retry the SAME request (same Idempotency-Key / webhook id / delivery): "
+    "it maps to the same event ids ('ids'), which subscribers deduplicate. Without an "
+    "Idempotency-Key or id, POST /events mints a new id per request and a retry may be "
+    "processed twice.",
     _RETRY_AFTER,
 )
 _ACCEPTED = {
@@ -102,11 +109,17 @@ def _webhook_operation() -> dict[str, Any]:
                 },
             },
             "202": _ACCEPTED,
-            "400": _problem("Malformed body or headers; 'fields' names them."),
+            "400": _problem(
+                "Malformed body or headers, or a bound crossed (error 'limit': number "
+                "digits, nesting depth); 'fields' names them."
+            ),
             "401": _problem("Missing or invalid signature, timestamp or token."),
             "403": _problem("The source may not publish this event type."),
             "404": _problem("No source of that name."),
-            "409": _problem("Replay: this webhook id was already received."),
+            "409": _problem(
+                "Replay: this webhook id (or, for GitHub, this body) was already received."
+            ),
+            "408": _problem("The body did not arrive within server.body_timeout_seconds."),
             "413": _problem("Body larger than the configured limit."),
             "415": _problem("Content-Type is not application/json."),
             "503": _UNAVAILABLE,
@@ -118,7 +131,25 @@ def _events_operation() -> dict[str, Any]:
     return {
         "summary": "Publish one event",
         "operationId": "publishEvent",
+        "description": (
+            "Send an Idempotency-Key (or the body's 'id') with every request you may "
+            "retry: the event id is derived from it and your API key, a retry after a 503 "
+            "publishes the same id (subscribers drop the copy), and a retry after success "
+            "answers 200 'duplicate' without publishing. A caller's 'correlationid' is "
+            "scoped to its API key."
+        ),
         "security": [{"bearer": []}, {"apiKey": []}],
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "1-200 printable characters naming this request; reusing "
+                "it for a different request is a 422. Remembered for "
+                "idempotency_ttl_seconds (default 24 h).",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+            }
+        ],
         "requestBody": {
             "required": True,
             "content": {
@@ -126,10 +157,29 @@ def _events_operation() -> dict[str, Any]:
             },
         },
         "responses": {
+            "200": {
+                "description": "'duplicate': this Idempotency-Key was already published; "
+                "nothing was published again.",
+                "content": {
+                    "application/json": {"schema": {"$ref": _REF.format(model="Accepted")}}
+                },
+            },
             "202": _ACCEPTED,
-            "400": _problem("Malformed request or payload; 'fields' names them (data.<field>)."),
+            "400": _problem(
+                "Malformed request or payload, or a bound crossed (error 'limit'); "
+                "'fields' names them (data.<field>)."
+            ),
             "401": _problem("Missing or unknown API key."),
-            "403": _problem("The API key's scopes do not cover this event type."),
+            "403": _problem(
+                "The API key's scopes do not cover this event type, or (deployment "
+                "events) its apps/environments do not cover data.app/data.environment."
+            ),
+            "409": _problem(
+                "A request with this Idempotency-Key is being published right now.",
+                _RETRY_AFTER,
+            ),
+            "422": _problem("This Idempotency-Key was used for a different request."),
+            "408": _problem("The body did not arrive within server.body_timeout_seconds."),
             "413": _problem("Body larger than the configured limit."),
             "415": _problem("Content-Type is not application/json."),
             "503": _UNAVAILABLE,
@@ -214,6 +264,15 @@ def _components() -> dict[str, Any]:
             "error": {"type": "string"},
             "detail": {"type": "string"},
             "fields": {"type": "array", "items": {"type": "string"}},
+            "accepted": {
+                "description": "503 only: false (nothing published) or 'unknown'.",
+                "enum": [False, "unknown"],
+            },
+            "ids": {
+                "description": "503 only: the event ids this request maps to.",
+                "type": "array",
+                "items": {"type": "string"},
+            },
         },
     }
     schemas["Accepted"] = {
@@ -223,6 +282,7 @@ def _components() -> dict[str, Any]:
             "status": {"enum": ["accepted", "duplicate", "ignored"]},
             "id": {"type": "string"},
             "ids": {"type": "array", "items": {"type": "string"}},
+            "correlationid": {"type": "string"},
         },
     }
     return {

@@ -7,6 +7,7 @@ Handlers raise :class:`GatewayError`; the middleware in ``gateway.app`` renders 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -26,6 +27,8 @@ class GatewayError(Exception):
         *,
         fields: Sequence[str] = (),
         headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -33,19 +36,42 @@ class GatewayError(Exception):
         self.detail = detail
         self.fields = tuple(fields)
         self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+        self.close = close  # close the connection after answering (body left unread)
 
     def response(self) -> web.Response:
         """The JSON response for this error."""
         body: dict[str, object] = {"error": self.code, "detail": self.detail}
         if self.fields:
             body["fields"] = list(self.fields)
-        return web.json_response(body, status=self.status, headers=self.headers)
+        body.update(self.extra)
+        response = web.json_response(body, status=self.status, headers=self.headers)
+        if self.close:
+            response.force_close()
+        return response
 
 
-def unavailable(detail: str) -> GatewayError:
-    """A 503 telling the sender to retry later (the event was NOT accepted)."""
+def unavailable(detail: str, **extra: Any) -> GatewayError:
+    """A 503 ``unavailable``: nothing was published (``"accepted": false``); retry later."""
     return GatewayError(
-        503, "unavailable", detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        503,
+        "unavailable",
+        detail,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        extra={"accepted": False, **extra},
+    )
+
+
+def outcome_unknown(detail: str, **extra: Any) -> GatewayError:
+    """A 503 ``outcome_unknown``: the broker may or may not have taken the event
+    (``"accepted": "unknown"``). Retrying the *same* request is safe: it maps to the same
+    event ids, and subscribers drop the copy they may already have."""
+    return GatewayError(
+        503,
+        "outcome_unknown",
+        detail,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        extra={"accepted": "unknown", **extra},
     )
 
 

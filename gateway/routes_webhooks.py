@@ -7,6 +7,8 @@ signature/timestamp 401 -> JSON/mapping 400/403 -> replay 409 -> publish 503/202
 
 from __future__ import annotations
 
+import hashlib
+
 from aiohttp import web
 
 from gateway.adapters import alertmanager_events, github_events, standard_events
@@ -39,7 +41,9 @@ async def receive_webhook(request: web.Request) -> web.Response:
     require_json(request)
     if source.kind is SourceKind.ALERTMANAGER:
         _check_token(request, source)
-    body = await read_body(request, state.config.max_body_bytes)
+    body = await read_body(
+        request, state.config.max_body_bytes, state.config.server.body_timeout_seconds
+    )
 
     if source.kind is SourceKind.STANDARD:
         delivery_id = _verify_standard(request, source, body, state)
@@ -57,14 +61,22 @@ async def receive_webhook(request: web.Request) -> web.Response:
         # Alertmanager has no delivery id; its deterministic event ids dedupe downstream.
         await state.publish(events)
         return _accepted(events)
-    return await _publish_once(state, source, delivery_id, events)
+    return await _publish_once(state, source, delivery_id, body, events)
 
 
 async def _publish_once(
-    state: GatewayState, source: Source, delivery_id: str, events: list[Event]
+    state: GatewayState, source: Source, delivery_id: str, body: bytes, events: list[Event]
 ) -> web.Response:
+    """Publish unless this delivery (or, for GitHub, this body) was seen in the window.
+
+    GitHub does not sign ``X-GitHub-Delivery``, so a captured body re-sent under fresh
+    delivery ids would pass an id check alone: GitHub deliveries also claim the body's
+    SHA-256 (issue 14, V6). Standard Webhooks sign the id with the body and a timestamp,
+    so their id claim suffices.
+    """
     ttl = source.replay_ttl
-    claim = await state.replay.claim(source.name, delivery_id, ttl)
+    delivery_key = state.names.replay_key(source.name, delivery_id)
+    claim = await state.replay.claim(delivery_key, ttl)
     if claim is Claim.PUBLISHED and source.kind is SourceKind.GITHUB:
         # GitHub's "Redeliver" reuses the delivery id: acknowledge, publish nothing.
         return web.json_response(
@@ -72,12 +84,22 @@ async def _publish_once(
         )
     if claim is not Claim.NEW:
         raise GatewayError(409, "replay", f"webhook id {delivery_id!r} was already received")
+    keys = [delivery_key]
+    if source.kind is SourceKind.GITHUB:
+        body_key = state.names.replay_body_key(source.name, hashlib.sha256(body).hexdigest())
+        if await state.replay.claim(body_key, ttl) is not Claim.NEW:
+            await state.replay.release(delivery_key)
+            raise GatewayError(
+                409, "replay", "this body was already received under another delivery id"
+            )
+        keys.append(body_key)
     try:
         await state.publish(events)
     except BaseException:
-        await state.replay.release(source.name, delivery_id)
+        await state.replay.release(*keys)
         raise
-    await state.replay.published(source.name, delivery_id, ttl)
+    for key in keys:
+        await state.replay.published(key, ttl)
     return _accepted(events)
 
 

@@ -29,6 +29,8 @@ from schemas.names import Names
 from tools.errors import ToolFailed, ToolTransientError
 from tools.webhooks.delivery import WebhookSender, WebhookTransientError
 from tools.webhooks.log import DeliveryLog, State
+from tools.webhooks.redact import scrub
+from tools.webhooks.ssrf import WebhookBlocked, parse_target
 
 router = Router(unit="webhooks")
 
@@ -38,7 +40,16 @@ LOG = "delivery_log"
 
 
 def webhook_deps(config: GatewayConfig, redis: Any, names: Names) -> dict[str, Any]:
-    """The ``deps`` entries this unit needs, built from the gateway configuration."""
+    """The ``deps`` entries this unit needs, built from the gateway configuration.
+
+    Subscription URLs are parsed here as delivery will parse them: a URL it would refuse
+    stops the worker at start (``ValueError`` naming the field), not at the first event.
+    """
+    for i, sub in enumerate(config.subscriptions):
+        try:
+            parse_target(sub.url)
+        except WebhookBlocked as exc:
+            raise ValueError(f"subscriptions.{i}.url ({sub.name}): {exc}") from None
     return {
         CONFIG: config,
         SENDER: WebhookSender(allowed_cidrs=config.ssrf_allowed_cidrs),
@@ -110,10 +121,17 @@ async def _serve(
     except ToolTransientError as exc:
         await _record(log, sub, event, "retrying", exc.status, str(exc))
         hint = exc.retry_after if isinstance(exc, WebhookTransientError) else None
-        return _Outcome("transient", f"{sub.name}: {exc}", hint)
+        return _Outcome("transient", f"{sub.name}: {scrub(str(exc), sub.url)}", hint)
     except ToolFailed as exc:
         await _record(log, sub, event, "failed", exc.status, str(exc))
-        return _Outcome("permanent", f"{sub.name}: {exc}")
+        return _Outcome("permanent", f"{sub.name}: {scrub(str(exc), sub.url)}")
+    except Exception as exc:
+        # Anything else is a defect about this one subscription (e.g. a URL only the
+        # delivery path refuses): fail it alone, keep the others' outcomes.
+        reason = scrub(f"internal error: {type(exc).__name__}: {exc}", sub.url)
+        ctx.logger.error("delivery to %s failed: %s", sub.name, reason)
+        await _record(log, sub, event, "failed", None, reason)
+        return _Outcome("permanent", f"{sub.name}: {reason}")
     await _record(log, sub, event, "succeeded", result.status, None)
     ctx.logger.info("delivered to %s (%s) in %.3fs", sub.name, result.status, result.duration)
     return _Outcome("done")

@@ -39,6 +39,8 @@ _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _PATH = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+#: How long an ``Idempotency-Key`` of ``POST /events`` is remembered.
+DEFAULT_IDEMPOTENCY_TTL = 24 * 3600
 #: Without a timestamp in GitHub's scheme, the replay window is how long ids are kept.
 DEFAULT_GITHUB_REPLAY_TTL = 7 * 24 * 3600
 
@@ -234,16 +236,30 @@ class Source(_Strict):
 
 
 class ApiKey(_Strict):
-    """A key for ``POST /events``: stored as its SHA-256 hex, scoped to type patterns."""
+    """A key for ``POST /events``: stored as its SHA-256 hex, scoped to type patterns.
+
+    ``apps`` / ``environments`` (glob patterns, e.g. ``shop-*``) further limit what the
+    key may ask of deployment events (``deployment.*``): the event's ``data.app`` /
+    ``data.environment`` (after defaults) must match one of them. Unset: no limit.
+    """
 
     name: str = Field(pattern=_NAME)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     scopes: list[str] = Field(min_length=1)
+    apps: list[str] | None = Field(default=None, min_length=1)
+    environments: list[str] | None = Field(default=None, min_length=1)
 
     @field_validator("scopes")
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:
         return [validate_pattern(p) for p in value]
+
+    @field_validator("apps", "environments")
+    @classmethod
+    def _globs(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not all(p and p.strip() == p for p in value):
+            raise ValueError("patterns must be non-empty, without surrounding spaces")
+        return value
 
     def allows(self, event_type: str) -> bool:
         """Whether this key may publish ``event_type``."""
@@ -283,6 +299,23 @@ class OutboundSubscription(_Strict):
         return self.enabled and any(topic_matches(p, event_type) for p in self.patterns)
 
 
+class ServerLimits(_Strict):
+    """How the gateway treats connections (``server:`` in the document).
+
+    ``max_connections``: connections served at once; beyond it new clients wait in the
+    listen backlog (``backlog`` deep) until one closes. Keep it well under the process's
+    file-descriptor limit (``ulimit -n``). ``idle_timeout_seconds``: a connection that
+    has not completed a request's headers this long after opening (or after its last
+    response) is closed: idle keep-alive and slowly trickled headers alike.
+    ``body_timeout_seconds``: reading one request body may take at most this long (408).
+    """
+
+    max_connections: int = Field(default=512, ge=1, le=65536)
+    backlog: int = Field(default=128, ge=1, le=65535)
+    idle_timeout_seconds: float = Field(default=15.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+
 class GatewayConfig(_Strict):
     """The whole gateway / outbound-webhook configuration document."""
 
@@ -291,6 +324,12 @@ class GatewayConfig(_Strict):
     subscriptions: list[OutboundSubscription] = Field(default_factory=list)
     ssrf_allowed_cidrs: list[IPvAnyNetwork] = Field(default_factory=list)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024, le=64 * 1024 * 1024)
+    server: ServerLimits = Field(default_factory=ServerLimits)
+    idempotency_ttl_seconds: int = Field(
+        default=DEFAULT_IDEMPOTENCY_TTL,
+        ge=60,
+        description="how long POST /events remembers an Idempotency-Key",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:

@@ -115,6 +115,14 @@ class Names:
         """Marks an inbound webhook id as seen (replay protection)."""
         return f"{self._r}:webhook-seen:{source}:{webhook_id}"
 
+    def replay_body_key(self, source: str, body_sha256: str) -> str:
+        """Marks an inbound webhook body as seen, whatever delivery id it came with."""
+        return f"{self._r}:webhook-body:{source}:{body_sha256}"
+
+    def idempotency_key(self, api_key: str, key_sha256: str) -> str:
+        """Claim of one ``Idempotency-Key`` (hashed) of one API key on ``POST /events``."""
+        return f"{self._r}:idempotency:{api_key}:{key_sha256}"
+
     @property
     def deliveries_key(self) -> str:
         """Hash of outbound webhook delivery records."""

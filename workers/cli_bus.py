@@ -95,8 +95,13 @@ def publish(
     event_id: str | None,
 ) -> None:
     """Validate and publish one event of EVENT_TYPE; prints its id once confirmed."""
+    from gateway.limits import JsonLimitExceeded, loads_bounded
+
     try:
-        data = json.loads(data_json)
+        # The same bounds as the gateway's: what it refuses, the CLI refuses too.
+        data = loads_bounded(data_json)
+    except JsonLimitExceeded as exc:
+        raise CliError(f"--data: {exc.limit}: {exc.detail} (at {exc.path})") from None
     except json.JSONDecodeError as exc:
         raise CliError(f"--data is not valid JSON: {exc.msg} at column {exc.colno}") from None
     if not isinstance(data, dict):

@@ -18,13 +18,13 @@ from typing import Any
 
 import click
 import redis.asyncio as aioredis
-from aiohttp import web
 from redis.exceptions import RedisError
 
 from bus.abc import Broker
 from gateway.app import create_app
 from gateway.config import ConfigError, load_config
-from schemas.gateway_config import GatewayConfig
+from gateway.server import GatewayServer
+from schemas.gateway_config import GatewayConfig, SourceKind
 from schemas.names import DEFAULT_NAMES, Names
 from tools.webhooks.log import DeliveryLog, DeliveryRecord
 
@@ -65,24 +65,53 @@ async def serve_gateway(
     """Serve the gateway until ``stop`` is set, then shut down gracefully.
 
     Returns the bound addresses (useful with ``port=0``) once stopped; ``started`` is set
-    when the socket is listening.
+    when the socket is listening. Connection limits and timeouts come from
+    ``config.server`` (see :mod:`gateway.server`).
     """
-    runner = web.AppRunner(
-        create_app(config, broker, redis, names=names), shutdown_timeout=SHUTDOWN_TIMEOUT
+    warn_about_open_sources(config)
+    server = GatewayServer(
+        create_app(config, broker, redis, names=names),
+        host,
+        port,
+        config.server,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
     )
-    await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
-        addresses = list(runner.addresses)
-        log.info("gateway listening on %s", addresses)
+        await server.start()
+        addresses = server.addresses
+        log.info(
+            "gateway listening on %s (max %d connections, idle timeout %gs)",
+            addresses,
+            config.server.max_connections,
+            config.server.idle_timeout_seconds,
+        )
         if started is not None:
             started.set()
         await stop.wait()
     finally:
         # Stops accepting, lets in-flight requests finish (each one either got its
         # broker confirm or answers 503), then closes.
-        await runner.cleanup()
+        await server.stop()
     return addresses
+
+
+def warn_about_open_sources(config: GatewayConfig) -> list[str]:
+    """Warn about standard sources that may publish any event type because their
+    ``allowed_types`` was left at the default ``["#"]``; returns their names."""
+    open_sources = [
+        s.name
+        for s in config.sources
+        if s.kind is SourceKind.STANDARD
+        and not s.rules
+        and "allowed_types" not in s.model_fields_set
+    ]
+    for name in open_sources:
+        log.warning(
+            "webhook source %r may publish ANY event type (allowed_types defaults to "
+            "['#']); list the types it needs in allowed_types",
+            name,
+        )
+    return open_sources
 
 
 async def _run(

@@ -19,6 +19,6 @@ def webhooks(settings: Settings, redis: Any) -> dict[str, Any]:
         raise ConfigError("the webhooks unit needs CODEBUS_GATEWAY_CONFIG (subscriptions)")
     try:
         config = load_config(settings.gateway_config)
-    except ValueError as exc:  # gateway.config.ConfigError names file and field
+        return webhook_deps(config, redis, settings.names)
+    except ValueError as exc:  # gateway.config.ConfigError / webhook_deps name the field
         raise ConfigError(str(exc)) from None
-    return webhook_deps(config, redis, settings.names)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.ids import keyed_id
 from tests.gateway.conftest import DEPLOYER_KEY, OPS_KEY, published
 
 DEPLOY = {"type": "deployment.requested", "data": {"app": "shop", "version": "1.0.0"}}
@@ -27,7 +28,15 @@ async def test_x_api_key_header_and_client_ids(client, broker) -> None:
     resp = await client.post("/events", json=body, headers={"X-API-Key": OPS_KEY})
     assert resp.status == 202
     [event] = await published(broker)
-    assert (event.id, event.subject, event.correlationid) == ("client-chosen-1", "shop", "wf-9")
+    # Caller ids are scoped to the key (gateway.ids), never used as given.
+    assert event.id == keyed_id(OPS_KEY, "api", "ops", "client-chosen-1")
+    assert event.correlationid == keyed_id(OPS_KEY, "correlation", "ops", "wf-9")
+    assert event.subject == "shop"
+    assert await resp.json() == {
+        "status": "accepted",
+        "id": event.id,
+        "correlationid": event.correlationid,
+    }
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +160,30 @@ def test_the_documented_example_config_is_valid() -> None:
     _check_rule_types(config)
     assert [s.kind.value for s in config.sources] == ["github", "alertmanager", "standard"]
     assert config.matching_subscriptions("deployment.completed")[0].name == "audit-sink"
+
+
+def test_standard_sources_left_open_are_warned_about(caplog) -> None:
+    """A standard source without rules and without ``allowed_types`` may publish any
+    type (the default ``#``): the gateway says so at start; an explicit list, even
+    ``["#"]``, is the operator's choice and is not warned about."""
+    from workers.cli_gateway import warn_about_open_sources
+
+    doc = config_document()
+    doc["sources"].append({**doc["sources"][0], "name": "ci-open", "allowed_types": ["#"]})
+    doc["sources"].append(
+        {**doc["sources"][0], "name": "ci-narrow", "allowed_types": ["image.built"]}
+    )
+    caplog.set_level(logging.WARNING, logger="codebus.gateway")
+    assert warn_about_open_sources(GatewayConfig.model_validate(doc)) == ["ci"]
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "'ci'" in line and "ANY event type" in line
+
+
+def test_example_config_lists_allowed_types_explicitly() -> None:
+    import yaml
+
+    example = Path(__file__).resolve().parents[2] / "deploy" / "gateway.example.yaml"
+    doc = yaml.safe_load(example.read_text())
+    for source in doc["sources"]:
+        if source["kind"] == "standard" and not source.get("rules"):
+            assert source.get("allowed_types"), source["name"]

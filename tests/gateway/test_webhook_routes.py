@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.adapters import derived_id
+from gateway.state import STATE
 from schemas.webhooks import github_signature, sign_headers
 from tests.gateway.conftest import (
     ALERT_TOKEN,
@@ -46,7 +47,7 @@ async def test_standard_webhook_is_published(client, broker) -> None:
     assert resp.status == 202, await resp.text()
     answer = await resp.json()
     [event] = await published(broker)
-    assert answer["id"] == event.id == derived_id("standard", "ci", "msg_1")
+    assert answer["id"] == event.id == derived_id(client.app[STATE].config.source("ci"), "msg_1")
     assert event.type == "deployment.requested"
     assert event.data["app"] == "shop" and event.data["environment"] == "production"
     assert event.source == "codebus/gateway/webhooks/ci"
@@ -182,7 +183,7 @@ async def test_github_tag_push_becomes_deployment(client, broker) -> None:
     resp = await client.post("/webhooks/github", data=body, headers=github(body, "push", delivery))
     assert resp.status == 202, await resp.text()
     [event] = await published(broker)
-    assert event.id == derived_id("github", "github", delivery)
+    assert event.id == derived_id(client.app[STATE].config.source("github"), delivery)
     assert event.data["app"] == "shop"
     assert event.data["version"] == "v1.4.0"
     assert event.data["environment"] == "staging"

@@ -11,6 +11,9 @@ Outcome classification (raised as the tool-layer errors):
 - 2xx: success, returns :class:`DeliveryResult`;
 - 429, 5xx, timeouts, connection and DNS errors: :class:`WebhookTransientError`;
 - other statuses (3xx, 4xx) and refused URLs: ``ToolFailed`` / ``WebhookBlocked``.
+
+Error messages name the URL only in its redacted form (:mod:`tools.webhooks.redact`):
+they end up in the delivery log, log lines and retry / dead-letter reasons.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from schemas.envelope import Event
 from schemas.gateway_config import OutboundSubscription
 from schemas.webhooks import sign_headers
 from tools.errors import ToolFailed, ToolTimeout, ToolTransientError
+from tools.webhooks.redact import redact_url, scrub
 from tools.webhooks.ssrf import (
     TOOL,
     IPNetwork,
@@ -99,10 +103,11 @@ class WebhookSender:
         self, url: str, secret: str, msg_id: str, body: bytes, *, timeout: float | None = None
     ) -> DeliveryResult:
         """POST ``body`` to ``url`` signed with ``secret``; raises on any non-2xx outcome."""
+        shown = redact_url(url)
         try:
             target = await vet_url(url, self.allowed_cidrs, resolve=self._resolve)
         except OSError as exc:
-            raise WebhookTransientError(f"cannot resolve {url}: {exc}") from exc
+            raise WebhookTransientError(scrub(f"cannot resolve {shown}: {exc}", url)) from exc
         headers = {
             **sign_headers(secret, msg_id, int(self._clock()), body),
             "Content-Type": "application/json",
@@ -128,10 +133,12 @@ class WebhookSender:
                 location = response.headers.get("Location")
         except TimeoutError as exc:
             raise ToolTimeout(
-                f"{url}: no answer within {client_timeout.total}s", tool=TOOL
+                f"{shown}: no answer within {client_timeout.total}s", tool=TOOL
             ) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise WebhookTransientError(f"{url}: {type(exc).__name__}: {exc}") from exc
+            raise WebhookTransientError(
+                scrub(f"{shown}: {type(exc).__name__}: {exc}", url)
+            ) from exc
         duration = time.monotonic() - started
         addresses = tuple(str(a) for a in target.addresses)
         return _classify(url, status, excerpt, duration, addresses, retry_after, location)
@@ -146,20 +153,23 @@ def _classify(
     retry_after: float | None,
     location: str | None,
 ) -> DeliveryResult:
-    text = excerpt.decode("utf-8", "replace").strip()
+    # The receiver's answer may echo the request URL (and so its credentials).
+    text = scrub(excerpt.decode("utf-8", "replace").strip()[:200], url)
+    shown = redact_url(url)
     if 200 <= status < 300:
         return DeliveryResult(status, duration, addresses)
     if status == 429 or status >= 500:
         raise WebhookTransientError(
-            f"{url} answered {status}: {text[:200]}", status=status, retry_after=retry_after
+            f"{shown} answered {status}: {text}", status=status, retry_after=retry_after
         )
     if 300 <= status < 400:
+        where = None if location is None else scrub(location, url)
         raise ToolFailed(
-            f"{url} answered {status} redirect to {location!r}; redirects are not followed",
+            f"{shown} answered {status} redirect to {where!r}; redirects are not followed",
             tool=TOOL,
             status=status,
         )
-    raise ToolFailed(f"{url} answered {status}: {text[:200]}", tool=TOOL, status=status)
+    raise ToolFailed(f"{shown} answered {status}: {text}", tool=TOOL, status=status)
 
 
 def _retry_after(value: str | None) -> float | None:

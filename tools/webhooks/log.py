@@ -11,14 +11,17 @@ The log is also how a retried event skips subscriptions that already succeeded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from schemas.names import Names
+from tools.webhooks.redact import redact_url, redact_urls_in, scrub
 
 State = Literal["succeeded", "retrying", "failed"]
 
@@ -68,14 +71,52 @@ class DeliveryRecord(BaseModel):
     last_attempt_at: float
     succeeded_at: float | None = None
 
+    # Records written before URLs were redacted are cleaned on the way out.
+    @field_validator("url")
+    @classmethod
+    def _redact_url(cls, value: str) -> str:
+        return redact_url(value)
+
+    @field_validator("last_error")
+    @classmethod
+    def _redact_error(cls, value: str | None) -> str | None:
+        return None if value is None else redact_urls_in(value)
+
 
 def record_id(event_id: str, subscription: str) -> str:
     """The hash field of one (event, subscription) record."""
     return f"{subscription}\x1f{event_id}"
 
 
+#: Most delivery-log commands in flight per Redis client, whatever the number of
+#: ``DeliveryLog`` objects sharing it, bounded by the client's pool.
+MAX_REDIS_CONCURRENCY = 32
+_SLOTS: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _slots_for(redis: Any) -> asyncio.Semaphore:
+    """One semaphore per Redis client, sized to a quarter of its connection pool.
+
+    Every (event, subscription) pair reads and writes the log; with many subscriptions
+    and a worker concurrency of 16 that is hundreds of commands at once, and redis-py's
+    pool raises ``MaxConnectionsError`` rather than waiting. The rest of the pool stays
+    free for the worker's inbox and the toolbox.
+    """
+    slots = _SLOTS.get(redis)
+    if slots is None:
+        pool = getattr(redis, "connection_pool", None)
+        size = getattr(pool, "max_connections", None) or 4 * MAX_REDIS_CONCURRENCY
+        slots = asyncio.Semaphore(max(1, min(MAX_REDIS_CONCURRENCY, size // 4)))
+        _SLOTS[redis] = slots
+    return slots
+
+
 class DeliveryLog:
-    """Reads and writes delivery records; ``max_records`` bounds the log."""
+    """Reads and writes delivery records; ``max_records`` bounds the log.
+
+    Commands wait for a slot of a per-client semaphore (:func:`_slots_for`) so that the
+    log never exhausts the Redis connection pool it shares with the worker.
+    """
 
     def __init__(
         self,
@@ -92,6 +133,7 @@ class DeliveryLog:
         self._max = max_records
         self._clock = clock
         self._script = redis.register_script(_RECORD)
+        self._slots = _slots_for(redis)
 
     async def record(
         self,
@@ -104,7 +146,13 @@ class DeliveryLog:
         status_code: int | None = None,
         error: str | None = None,
     ) -> DeliveryRecord:
-        """Count one attempt and store its outcome; returns the updated record."""
+        """Count one attempt and store its outcome; returns the updated record.
+
+        ``url`` is stored redacted and ``error`` scrubbed of its credentials.
+        """
+        if error is not None:
+            error = scrub(error, url)
+        url = redact_url(url)
         base = {
             "subscription": subscription,
             "url": url,
@@ -118,21 +166,25 @@ class DeliveryLog:
             "status_code": status_code,
             "last_error": None if error is None else error[:1000],
         }
-        raw = await self._script(
-            keys=[self._names.deliveries_key, self._names.deliveries_index_key],
-            args=[
-                record_id(event_id, subscription),
-                repr(self._clock()),
-                json.dumps(base),
-                json.dumps(update),
-                self._max,
-            ],
-        )
+        async with self._slots:
+            raw = await self._script(
+                keys=[self._names.deliveries_key, self._names.deliveries_index_key],
+                args=[
+                    record_id(event_id, subscription),
+                    repr(self._clock()),
+                    json.dumps(base),
+                    json.dumps(update),
+                    self._max,
+                ],
+            )
         return DeliveryRecord.model_validate_json(raw)
 
     async def get(self, event_id: str, subscription: str) -> DeliveryRecord | None:
         """The record of ``event_id`` at ``subscription``, if still in the log."""
-        raw = await self._redis.hget(self._names.deliveries_key, record_id(event_id, subscription))
+        async with self._slots:
+            raw = await self._redis.hget(
+                self._names.deliveries_key, record_id(event_id, subscription)
+            )
         return None if raw is None else DeliveryRecord.model_validate_json(raw)
 
     async def has_succeeded(self, event_id: str, subscription: str) -> bool:
@@ -144,12 +196,15 @@ class DeliveryLog:
         self, limit: int = 50, *, subscription: str | None = None, state: str | None = None
     ) -> list[DeliveryRecord]:
         """The most recently updated records, newest first, optionally filtered."""
-        ids = await self._redis.zrevrange(self._names.deliveries_index_key, 0, -1)
+        async with self._slots:
+            ids = await self._redis.zrevrange(self._names.deliveries_index_key, 0, -1)
         found: list[DeliveryRecord] = []
         # Fetch in pages so that filters do not need the whole log in memory at once.
         for start in range(0, len(ids), 200):
             page = ids[start : start + 200]
-            for raw in await self._redis.hmget(self._names.deliveries_key, page):
+            async with self._slots:
+                raws = await self._redis.hmget(self._names.deliveries_key, page)
+            for raw in raws:
                 if raw is None:
                     continue
                 rec = DeliveryRecord.model_validate_json(raw)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -167,6 +168,34 @@ class VettedTarget:
     addresses: tuple[IPAddress, ...]
 
 
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?$")
+
+
+def parse_target(url: str | URL) -> URL:
+    """``url`` parsed exactly as delivery will use it; :class:`WebhookBlocked` (naming
+    no credential) unless it is an http(s) URL with a well-formed host and port.
+
+    The configuration loader calls this too, so that a URL the delivery path would
+    refuse is refused when the configuration is loaded, not when an event arrives.
+    """
+    try:
+        target = URL(url) if isinstance(url, str) else url
+        host, port, scheme = target.host, target.port, target.scheme
+    except (ValueError, TypeError) as exc:
+        # yarl's message quotes the offending part, which may be a credential.
+        reason = str(exc).split(":", 1)[-1].strip() if "backslash" in str(exc) else "malformed"
+        raise WebhookBlocked(f"not a valid URL ({reason[:120]})") from None
+    if scheme not in ("http", "https"):
+        raise WebhookBlocked(f"scheme {scheme!r} is not allowed; use http or https")
+    if not host or port is None:
+        raise WebhookBlocked("the URL has no host")
+    if parse_ip(host) is None and not _HOSTNAME.match(target.raw_host or ""):
+        raise WebhookBlocked("the URL's host is not a valid host name or address")
+    if not 0 < port < 65536:
+        raise WebhookBlocked(f"port {port} is out of range")
+    return target
+
+
 async def vet_url(
     url: str | URL,
     allowed: Sequence[IPNetwork] = (),
@@ -175,12 +204,9 @@ async def vet_url(
 ) -> VettedTarget:
     """Resolve and vet ``url``; raises :class:`WebhookBlocked` (permanent) for refused
     URLs and ``OSError`` (transient) when the name does not resolve."""
-    target = URL(url) if isinstance(url, str) else url
-    if target.scheme not in ("http", "https"):
-        raise WebhookBlocked(f"scheme {target.scheme!r} is not allowed; use http or https")
+    target = parse_target(url)
     host = target.host
-    if not host or target.port is None:
-        raise WebhookBlocked(f"URL {target} has no host")
+    assert host is not None and target.port is not None  # checked by parse_target
     literal = parse_ip(host)
     if literal is not None:
         addresses: list[IPAddress] = [literal]
