@@ -21,12 +21,10 @@ Every replacement is a fixed point of every pattern, so redaction is idempotent.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
-
-from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-from detect_secrets.plugins.base import RegexBasedDetector
 
 MASK = "***"
 
@@ -146,7 +144,16 @@ _SKIPPED_PLUGINS = frozenset({"IPPublicDetector", "PrivateKeyDetector", "NpmDete
 _DELIMITERS = " \t\r\n=:\"'"
 
 
-def _maintained_patterns() -> tuple[re.Pattern[str], ...]:
+@functools.cache
+def maintained_patterns() -> tuple[re.Pattern[str], ...]:
+    """The detect-secrets regexes, loaded on first use.
+
+    Importing detect-secrets takes about a second (it pulls in requests); a CLI command
+    that never redacts should not pay for it.
+    """
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.plugins.base import RegexBasedDetector
+
     patterns: list[re.Pattern[str]] = []
     plugin: Any
     for plugin in get_mapping_from_secret_type_to_class().values():
@@ -157,12 +164,9 @@ def _maintained_patterns() -> tuple[re.Pattern[str], ...]:
     return tuple(patterns)
 
 
-MAINTAINED: tuple[re.Pattern[str], ...] = _maintained_patterns()
-
-
 def mask_maintained(text: str) -> str:
     """Mask what the detect-secrets regex plugins find (the secret group, or the match)."""
-    for pattern in MAINTAINED:
+    for pattern in maintained_patterns():
         for match in list(pattern.finditer(text)):
             groups = [g for g in match.groups() if g] if pattern.groups else []
             for found in groups or [match.group(0)]:
