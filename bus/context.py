@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from bus.abc import Broker
+from bus.codec import encode
 from bus.inbox import Effect
 from schemas.envelope import Event, child_event_id
 from schemas.events import validate_payload
@@ -63,19 +64,51 @@ class HandlerContext:
         return self._logger
 
     async def publish(
-        self, type: str, data: BaseModel | dict[str, Any], *, subject: str | None = None
+        self,
+        type: str,
+        data: BaseModel | dict[str, Any],
+        *,
+        subject: str | None = None,
+        id: str | None = None,
     ) -> Event:
         """Publish a follow-up event and wait for the broker's confirm.
 
         It inherits the correlation id, names this event as its cause and gets an id
         derived from (cause, subscription, type, n-th publish of that type), so a
-        redelivered event republishes identical ids that downstream inboxes drop."""
+        redelivered event republishes identical ids that downstream inboxes drop.
+        ``id`` replaces that derivation for state machines whose own record decides
+        what is published (a flow's outbox): the same record gives the same id."""
+        child = self._child(type, data, subject, id)
+        await self._broker.publish(child)
+        return child
+
+    async def send(
+        self,
+        subscription: str,
+        type: str,
+        data: BaseModel | dict[str, Any],
+        *,
+        id: str,
+        delay: float = 0.0,
+    ) -> Event:
+        """Put an event into one subscription's queue only (not to every subscriber),
+        after ``delay`` seconds through the delay tiers: durable timers and wake-ups."""
+        child = self._child(type, data, None, id)
+        queue = self._broker.names.subscription_queue(subscription)
+        await self._broker.send(queue, encode(child), delay=delay)
+        return child
+
+    def _child(
+        self, type: str, data: BaseModel | dict[str, Any], subject: str | None, id: str | None
+    ) -> Event:
         payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else dict(data)
         validate_payload(type, payload)
-        seq = self._seq.get(type, 0)
-        self._seq[type] = seq + 1
-        child_id = child_event_id(self.event.id, self.subscription, type, seq)
-        child = Event(
+        if id is None:
+            seq = self._seq.get(type, 0)
+            self._seq[type] = seq + 1
+            id = child_event_id(self.event.id, self.subscription, type, seq)
+        child_id = id
+        return Event(
             id=child_id,
             source=self._source,
             type=type,
@@ -85,8 +118,6 @@ class HandlerContext:
             causationid=self.event.id,
             traceparent=child_traceparent(self.event.traceparent, child_id),
         )
-        await self._broker.publish(child)
-        return child
 
     def on_commit(self, effect: Effect) -> None:
         """Register a Redis write (a function of the transaction pipeline) that is applied

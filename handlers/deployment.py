@@ -1,57 +1,58 @@
-"""The deployment flow (unit ``deploy``), after the guide's facade and event-bus patterns:
+"""The deployment flow (unit ``deploy``), after the guide's facade, strategy and
+event-bus patterns:
 
-deployment.requested -> deployment.started, [docker_build -> image.built],
-security.scan_requested  ...  security.scan_completed -> kubectl_apply ->
-kubectl_rollout_status -> deployment.completed | (rollout undo -> deployment.rolled_back)
--> deployment.failed.
+deployment.requested -> policy check, a flow minted by codebus (``flows.engine``),
+deployment.started, [docker_build -> image.built], security.scan_requested for every
+image the manifests run ... security.scan_completed -> the strategy (rolling,
+blue-green, canary) steps through timers and tool calls -> deployment.completed |
+deployment.rolled_back + deployment.failed | deployment.aborted.
 
-The request is kept in Redis as workflow state under the correlation id, so the step
-after the scan (handled by another unit) knows what to deploy.
+No handler waits: every wait is a timer in the flow's state and a delayed wake-up
+(``handlers.flows``). Flow state is keyed by the flow id codebus mints, never by a
+caller's correlation id (V3).
 """
 
 from __future__ import annotations
 
-import json
-import time
+import uuid
 
 from bus.context import HandlerContext
 from bus.router import Router
+from flows.config import PolicyError, new_flow
+from flows.machine import ScanDone
+from handlers.flows import advance, engine_of, flows_config, schedule_sweep
 from handlers.toolcalls import call_tool
 from schemas.events import (
-    DeploymentCompleted,
     DeploymentFailed,
     DeploymentRequested,
-    DeploymentRolledBack,
     DeploymentStarted,
     ImageBuilt,
     SecurityScanCompleted,
     SecurityScanRequested,
 )
-from schemas.names import Names
-from tools.adapters.kubernetes_rollout import RolloutTimeout
 from tools.errors import ToolFailed
 
 router = Router("deploy")
 
-WORKFLOW_TTL = 7 * 24 * 3600
+_FLOW_IDS = uuid.UUID("9a3e4f0c-2b61-4c1e-8f0d-5d7b2a6c3e11")
 
 
-def namespace_for(app: str, environment: str) -> str:
-    """The guide's convention: one namespace per app and environment."""
-    return f"{app}-{environment}"[:63]
+def mint_flow_id(subscription: str, event_id: str) -> str:
+    """The flow of one accepted request: derived from the delivery (so a redelivery
+    finds its flow) and never from the caller's correlation id."""
+    return "d-" + uuid.uuid5(_FLOW_IDS, f"{subscription}\x1f{event_id}").hex[:20]
 
 
 @router.subscribe("deployment.requested", name="deploy.requested")
 async def on_requested(req: DeploymentRequested, ctx: HandlerContext) -> None:
-    """Start a deployment: record the workflow, build the image, ask for a scan."""
-    names: Names = ctx.deps["names"]
-    redis = ctx.deps["redis"]
-    image = req.image or f"{req.app}:{req.version}"
-    workflow = {**req.model_dump(mode="json"), "image": image, "started_at": time.time()}
-    # Written before anything is published, so the next step always finds it; a
-    # redelivery writes the same values again.
-    key = names.workflow_key(ctx.event.correlationid or ctx.event.id)
-    await redis.set(key, json.dumps(workflow), ex=WORKFLOW_TTL)
+    """Check the request against the policy, create its flow, build, ask for scans."""
+    flow_id = mint_flow_id(ctx.subscription, ctx.event.id)
+    try:
+        state, images = new_flow(flows_config(ctx), req, flow_id)
+    except PolicyError as exc:
+        await _fail(ctx, req, "policy", str(exc), None)
+        return
+    await engine_of(ctx).create(state)  # False on a redelivery: the flow exists already
     await ctx.publish(
         "deployment.started",
         DeploymentStarted(
@@ -59,10 +60,13 @@ async def on_requested(req: DeploymentRequested, ctx: HandlerContext) -> None:
             version=req.version,
             environment=req.environment,
             strategy=req.strategy,
-            image=image,
+            image=req.image or images[0],
+            flow_id=flow_id,
         ),
     )
+    await schedule_sweep(ctx)
     if req.context_path:
+        image = req.image or images[0]
         try:
             built = await call_tool(
                 ctx,
@@ -70,88 +74,44 @@ async def on_requested(req: DeploymentRequested, ctx: HandlerContext) -> None:
                 {"dockerfile_path": req.context_path, "image_tag": image},
             )
         except ToolFailed as exc:
-            await _fail(ctx, req.app, req.version, req.environment, "build", str(exc))
+            failed = ScanDone(image=image, passed=False, detail=str(exc), stage="build")
+            await advance(ctx, flow_id, failed)
             return
         await ctx.publish(
             "image.built",
             ImageBuilt(app=req.app, version=req.version, image_tag=image, image_id=built.image_id),
         )
-    await ctx.publish(
-        "security.scan_requested",
-        SecurityScanRequested(image=image, severity="high", app=req.app, version=req.version),
-    )
+    for image in images:
+        await ctx.publish(
+            "security.scan_requested",
+            SecurityScanRequested(
+                image=image, severity="high", app=req.app, version=req.version, flow_id=flow_id
+            ),
+        )
 
 
 @router.subscribe("security.scan_completed", name="deploy.scanned")
 async def on_scanned(scan: SecurityScanCompleted, ctx: HandlerContext) -> None:
-    """Deploy a scanned image if it passed; otherwise fail the deployment."""
-    names: Names = ctx.deps["names"]
-    raw = await ctx.deps["redis"].get(names.workflow_key(ctx.event.correlationid or ""))
-    if raw is None:
+    """A scan a flow waits for: the flow goes on once every image passed."""
+    if scan.flow_id is None:
         ctx.logger.info("scan of %s is not part of a deployment; nothing to do", scan.image)
         return
-    wf = json.loads(raw)
-    app, version, env = wf["app"], wf["version"], wf["environment"]
-    if not scan.passed:
-        reason = f"{scan.total_vulnerabilities} vulnerabilities at or above {scan.severity}"
-        await _fail(ctx, app, version, env, "security_scan", reason)
-        return
-    namespace = namespace_for(app, env)
-    manifest = wf.get("manifest_path") or f"./k8s/{app}/"
-    try:
-        applied = await call_tool(
-            ctx, "kubernetes.kubectl_apply", {"manifest_path": manifest, "namespace": namespace}
-        )
-        status = await call_tool(
-            ctx,
-            "kubernetes.kubectl_rollout_status",
-            {"name": app, "namespace": namespace, "timeout": ctx.deps.get("rollout_timeout", 300)},
-            passthrough=(RolloutTimeout,),
-        )
-    except (ToolFailed, RolloutTimeout) as exc:
-        await _rollback(ctx, app, version, env, namespace, str(exc))
-        return
-    if not status.ready:
-        await _rollback(ctx, app, version, env, namespace, status.message)
-        return
-    await ctx.publish(
-        "deployment.completed",
-        DeploymentCompleted(
-            app=app,
-            version=version,
-            environment=env,
-            image=wf.get("image"),
-            duration_seconds=max(0.0, time.time() - float(wf.get("started_at", time.time()))),
-            result={"namespace": namespace, "applied": applied.applied_resources},
-        ),
-    )
-
-
-async def _rollback(
-    ctx: HandlerContext, app: str, version: str, env: str, namespace: str, why: str
-) -> None:
-    try:
-        await call_tool(
-            ctx,
-            "kubernetes.kubectl_rollout",
-            {"action": "undo", "resource_type": "deployment", "name": app, "namespace": namespace},
-        )
-    except ToolFailed as exc:
-        ctx.logger.warning("rollback of %s failed: %s", app, exc)
-    else:
-        await ctx.publish(
-            "deployment.rolled_back",
-            DeploymentRolledBack(app=app, version=version, environment=env, reason=why),
-        )
-    await _fail(ctx, app, version, env, "rollout", why)
+    detail = f"{scan.total_vulnerabilities} vulnerabilities at or above {scan.severity}"
+    await advance(ctx, scan.flow_id, ScanDone(image=scan.image, passed=scan.passed, detail=detail))
+    await schedule_sweep(ctx)
 
 
 async def _fail(
-    ctx: HandlerContext, app: str, version: str, env: str, stage: str, reason: str
+    ctx: HandlerContext, req: DeploymentRequested, stage: str, reason: str, flow_id: str | None
 ) -> None:
     await ctx.publish(
         "deployment.failed",
         DeploymentFailed(
-            app=app, version=version, environment=env, stage=stage, reason=reason[:2000]
+            app=req.app,
+            version=req.version,
+            environment=req.environment,
+            stage=stage,
+            reason=reason[:2000],
+            flow_id=flow_id,
         ),
     )

@@ -22,8 +22,19 @@ _STYLE: dict[str, tuple[str, str, str | None]] = {
     "deployment.completed": (DEPLOY_CHANNEL, "success", "good"),
     "deployment.failed": (DEPLOY_CHANNEL, "error", "danger"),
     "deployment.rolled_back": (DEPLOY_CHANNEL, "warning", "warning"),
+    "deployment.approval_requested": (DEPLOY_CHANNEL, "warning", "warning"),
+    "deployment.promoted": (DEPLOY_CHANNEL, "info", "good"),
+    "deployment.aborted": (DEPLOY_CHANNEL, "warning", "warning"),
+    "deployment.stalled": (DEPLOY_CHANNEL, "error", "danger"),
+    "deployment.paused": (DEPLOY_CHANNEL, "info", None),
     "security.issue_found": (SECURITY_CHANNEL, "security_alert", "danger"),
 }
+
+
+def matters(event: Event) -> bool:
+    """One notification per state change people act on: not per measurement or step,
+    and a timed pause (a bake) is no news; a pause until someone promotes is."""
+    return not (event.type == "deployment.paused" and event.data.get("until") is not None)
 
 
 def title_for(event: Event) -> str:
@@ -34,7 +45,12 @@ def title_for(event: Event) -> str:
         "deployment.started": f"Deployment started: {who} to {d.get('environment')}",
         "deployment.completed": f"Deployment completed: {who} in {d.get('environment')}",
         "deployment.failed": f"Deployment failed: {who} ({d.get('stage')})",
-        "deployment.rolled_back": f"Deployment rolled back: {who}",
+        "deployment.rolled_back": f"Deployment rolled back: {who}: {d.get('reason')}",
+        "deployment.approval_requested": f"Approval needed: {who} ({d.get('reason')})",
+        "deployment.promoted": f"Deployment promoted: {who} in {d.get('environment')}",
+        "deployment.aborted": f"Deployment aborted: {who}: {d.get('reason')}",
+        "deployment.stalled": f"Deployment stalled: {who} in {d.get('phase')}",
+        "deployment.paused": f"Deployment paused: {who} ({d.get('reason')})",
         "security.issue_found": f"Security issue: {d.get('issue')}",
     }.get(event.type, event.type)
 
@@ -42,6 +58,9 @@ def title_for(event: Event) -> str:
 @router.subscribe(*_STYLE, name="notify.compose")
 async def compose(event: Event, ctx: HandlerContext) -> None:
     """Turn a deployment or security event into a notification request."""
+    if not matters(event):
+        ctx.logger.debug("%s is not worth a notification", event.type)
+        return
     channel, kind, color = _STYLE[event.type]
     await ctx.publish(
         "notification.requested",

@@ -35,6 +35,7 @@ async def scan(req: SecurityScanRequested, ctx: HandlerContext) -> None:
             total_vulnerabilities=result.total_vulnerabilities,
             passed=result.total_vulnerabilities == 0,
             vulnerability_ids=ids[:200],
+            flow_id=req.flow_id,
         ),
     )
     if result.total_vulnerabilities:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.errors import SchemaError, UnknownEventType
+from schemas.flows import FlowOverrides
 
 Severity = Literal["low", "medium", "high", "critical"]
 Environment = str
@@ -39,6 +40,9 @@ class DeploymentRequested(_Deployment):
     context_path: str | None = Field(default=None, description="build context directory")
     manifest_path: str | None = None
     requested_by: str | None = None
+    overrides: FlowOverrides | None = Field(
+        default=None, description="per-request changes to the configured strategy spec"
+    )
 
 
 class DeploymentStarted(_Deployment):
@@ -46,6 +50,7 @@ class DeploymentStarted(_Deployment):
 
     strategy: Strategy = "rolling"
     image: str | None = None
+    flow_id: str | None = None
 
 
 class DeploymentCompleted(_Deployment):
@@ -54,6 +59,7 @@ class DeploymentCompleted(_Deployment):
     image: str | None = None
     duration_seconds: float | None = Field(default=None, ge=0)
     result: dict[str, Any] = Field(default_factory=dict)
+    flow_id: str | None = None
 
 
 class DeploymentFailed(_Deployment):
@@ -61,6 +67,7 @@ class DeploymentFailed(_Deployment):
 
     stage: str = Field(min_length=1)
     reason: str = Field(min_length=1)
+    flow_id: str | None = None
 
 
 class DeploymentRolledBack(_Deployment):
@@ -68,6 +75,8 @@ class DeploymentRolledBack(_Deployment):
 
     reason: str = Field(min_length=1)
     to_version: str | None = None
+    flow_id: str | None = None
+    evidence: str | None = None
 
 
 class ImageBuilt(Payload):
@@ -86,6 +95,7 @@ class SecurityScanRequested(Payload):
     severity: Severity = "high"
     app: str | None = None
     version: str | None = None
+    flow_id: str | None = Field(default=None, description="the deployment flow waiting for it")
 
 
 class SecurityScanCompleted(Payload):
@@ -98,6 +108,7 @@ class SecurityScanCompleted(Payload):
     app: str | None = None
     version: str | None = None
     vulnerability_ids: list[str] = Field(default_factory=list)
+    flow_id: str | None = None
 
 
 class SecurityIssueFound(Payload):
@@ -122,6 +133,162 @@ class NotificationRequested(Payload):
     color: Literal["good", "warning", "danger"] | None = None
 
 
+# ---- progressive delivery: flow state changes, measurements, commands ----------------
+
+
+class _Flow(_Deployment):
+    flow_id: str = Field(min_length=1, max_length=100)
+
+
+class DeploymentStepStarted(_Flow):
+    """A flow entered a step of its plan."""
+
+    step: int = Field(ge=0)
+    kind: str
+    description: str = ""
+
+
+class DeploymentStepCompleted(DeploymentStepStarted):
+    """A flow finished a step of its plan."""
+
+
+class DeploymentWeightSet(_Flow):
+    """A canary reached a weight: desired % and actual share of ready pods."""
+
+    desired_weight: int = Field(ge=0, le=100)
+    actual_weight: float = Field(ge=0, le=100)
+    canary_replicas: int = Field(ge=0)
+    stable_replicas: int = Field(ge=0)
+
+
+class DeploymentPaused(_Flow):
+    """A flow waits: for a duration (``until``) or for a person (``until`` null)."""
+
+    reason: str
+    until: float | None = None
+
+
+class DeploymentApprovalRequested(_Flow):
+    """A flow waits for deployment.approval_granted / approval_denied."""
+
+    reason: str
+    timeout_at: float | None = None
+    timeout_action: str | None = None
+
+
+class DeploymentPromoted(_Flow):
+    """Traffic moved to the new version (blue-green switch, canary promotion)."""
+
+    by: str | None = None
+    full: bool = False
+
+
+class DeploymentAborted(_Flow):
+    """A flow was stopped by a person or an approval timeout; the old version serves."""
+
+    reason: str = Field(min_length=1)
+    by: str | None = None
+    evidence: str | None = None
+
+
+class DeploymentStalled(_Flow):
+    """A flow has stayed in one phase past its deadline (it still holds its state)."""
+
+    phase: str
+    since: float
+    seconds: float = Field(ge=0)
+
+
+class DeploymentCommandRejected(_Flow):
+    """A command arrived in a phase where it means nothing; it changed nothing."""
+
+    command: str
+    phase: str
+    reason: str
+    by: str | None = None
+
+
+class DeploymentAnalysisMeasured(_Flow):
+    """One analysis measurement (metric, value, phase, the rendered query)."""
+
+    metric: str
+    phase: str
+    value: Any = None
+    message: str = ""
+    query: str = ""
+
+
+class DeploymentAnalysisCompleted(_Flow):
+    """An analysis step ended; ``message`` is the deciding evidence in one line."""
+
+    phase: str
+    message: str = ""
+    metrics: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class _Command(Payload):
+    flow_id: str = Field(min_length=1, max_length=100)
+    by: str = Field(min_length=1, max_length=200, description="who asks")
+    reason: str = Field(default="", max_length=2000)
+
+
+class DeploymentPromoteRequested(_Command):
+    """Promote: leave a pause (``full``: skip every remaining step)."""
+
+    full: bool = False
+
+
+class DeploymentAbortRequested(_Command):
+    """Abort: the old version keeps (or goes back to) serving."""
+
+
+class DeploymentRetryRequested(_Command):
+    """Run an aborted, rolled-back or failed flow again from its first step."""
+
+
+class DeploymentApprovalGranted(_Command):
+    """Approve a flow waiting for approval."""
+
+
+class DeploymentApprovalDenied(_Command):
+    """Deny a flow waiting for approval: it aborts."""
+
+
+class FlowTimerFired(Payload):
+    """Internal wake-up of a flow's timer (sent through the delay tiers)."""
+
+    flow_id: str = Field(min_length=1, max_length=100)
+    timer: str = Field(min_length=1, max_length=50)
+    token: int
+
+
+class FlowsSweep(Payload):
+    """Internal: time to re-send overdue wake-ups and report stalled flows."""
+
+    slot: int = Field(ge=0)
+
+
+FLOW_EVENT_TYPES: dict[str, type[Payload]] = {
+    "deployment.step_started": DeploymentStepStarted,
+    "deployment.step_completed": DeploymentStepCompleted,
+    "deployment.weight_set": DeploymentWeightSet,
+    "deployment.paused": DeploymentPaused,
+    "deployment.approval_requested": DeploymentApprovalRequested,
+    "deployment.promoted": DeploymentPromoted,
+    "deployment.aborted": DeploymentAborted,
+    "deployment.stalled": DeploymentStalled,
+    "deployment.command_rejected": DeploymentCommandRejected,
+    "deployment.analysis_measured": DeploymentAnalysisMeasured,
+    "deployment.analysis_completed": DeploymentAnalysisCompleted,
+    "deployment.promote_requested": DeploymentPromoteRequested,
+    "deployment.abort_requested": DeploymentAbortRequested,
+    "deployment.retry_requested": DeploymentRetryRequested,
+    "deployment.approval_granted": DeploymentApprovalGranted,
+    "deployment.approval_denied": DeploymentApprovalDenied,
+    "deployment.flow_timer": FlowTimerFired,
+    "deployment.flows_sweep": FlowsSweep,
+}
+
 #: Event type -> payload model. The routing key of an event is its type.
 EVENT_TYPES: dict[str, type[Payload]] = {
     "deployment.requested": DeploymentRequested,
@@ -134,6 +301,7 @@ EVENT_TYPES: dict[str, type[Payload]] = {
     "security.scan_completed": SecurityScanCompleted,
     "security.issue_found": SecurityIssueFound,
     "notification.requested": NotificationRequested,
+    **FLOW_EVENT_TYPES,
 }
 
 
@@ -155,3 +323,8 @@ def validate_payload(type: str, data: dict[str, Any]) -> Payload:
         return model.model_validate(data)
     except ValidationError as exc:
         raise SchemaError.from_validation(f"{type} payload", exc, prefix="data.") from exc
+
+
+# Pipeline and saga events register themselves in EVENT_TYPES (schemas/workflows.py);
+# imported last, once Payload and EVENT_TYPES exist, so either module may be imported first.
+import schemas.workflows  # noqa: E402, F401

@@ -138,9 +138,53 @@ class Names:
         """Redis stream of every event seen by the audit unit."""
         return f"{self._r}:events"
 
+    def flow_key(self, flow_id: str) -> str:
+        """Durable state document of one deployment flow (id minted by codebus)."""
+        return f"{self._r}:flow:{flow_id}"
+
+    @property
+    def flows_index_key(self) -> str:
+        """Sorted set of flow ids by creation time (``codebus deployments list``)."""
+        return f"{self._r}:flows"
+
+    @property
+    def flows_due_key(self) -> str:
+        """Sorted set of flow ids by their earliest timer (the sweeper's work list)."""
+        return f"{self._r}:flows:due"
+
+    @property
+    def flows_sweep_key(self) -> str:
+        """Marks the sweep chain as running (a PX key the chain refreshes)."""
+        return f"{self._r}:flows:sweep"
+
+    #: Subscription whose queue receives flow wake-ups and sweeps (sent, not published).
+    FLOW_WAKE_SUBSCRIPTION = "deploy.flow-wake"
+
     def workflow_key(self, workflow_id: str) -> str:
         """State of one workflow (pipeline or saga run)."""
         return f"{self._r}:workflow:{workflow_id}"
+
+    def workflow_awaits_key(self, ref: str) -> str:
+        """Which run waits for a deployment flow (by its id or its request's event id)."""
+        return f"{self._r}:workflow-awaits:{ref}"
+
+    @property
+    def workflows_index_key(self) -> str:
+        """Sorted set of pipeline and saga run ids by creation time."""
+        return f"{self._r}:workflows"
+
+    @property
+    def workflows_due_key(self) -> str:
+        """Sorted set of runs by when their pending step is due (for a sweep)."""
+        return f"{self._r}:workflows:due"
+
+    @property
+    def workflows_sweep_key(self) -> str:
+        """Marks the runs' sweep chain as running (a PX key the chain refreshes)."""
+        return f"{self._r}:workflows:sweep"
+
+    #: Subscription whose queue receives the runs' ``workflow.step_due`` (sent, not published).
+    WORKFLOW_STEP_SUBSCRIPTION = "workflows.steps"
 
 
 DEFAULT_NAMES = Names()

@@ -114,7 +114,13 @@ async def run_unit(
             unit.subscriptions(),
             middleware=make_middleware(settings, redis, registry),
             concurrency=settings.concurrency,
-            deps={"redis": redis, "names": settings.names, **(deps or {})},
+            deps={
+                "redis": redis,
+                "names": settings.names,
+                # Handlers that export their own metrics (codebus_deployment_info).
+                "metrics_registry": registry,
+                **(deps or {}),
+            },
             grace_period=settings.grace_period,
             source=settings.source,
         )

@@ -33,6 +33,8 @@ def cli(ctx: click.Context) -> None:
 
 def _register() -> None:
     from workers import cli_bus, cli_dlq
+    from workers.cli_deployments import deployments
+    from workers.cli_flows import flows_group
     from workers.cli_gateway import gateway_command, webhooks_group
     from workers.cli_tools import breaker_group, tools_group
 
@@ -42,6 +44,8 @@ def _register() -> None:
     cli.add_command(breaker_group, "breaker")
     cli.add_command(gateway_command, "gateway")
     cli.add_command(webhooks_group, "webhooks")
+    cli.add_command(deployments, "deployments")
+    cli.add_command(flows_group, "flows")
 
 
 _register()

@@ -13,7 +13,9 @@ from prometheus_client import CollectorRegistry
 from bus.abc import Delivery
 from bus.memory import MemoryBroker
 from bus.runtime import Worker
+from flows.repository import FlowRepository, InMemoryRepository
 from schemas.envelope import Event
+from schemas.flows import FlowsConfig
 from schemas.names import Names
 from tools.spec import ToolServer
 from tools.toolbox import Toolbox
@@ -38,6 +40,9 @@ class EmbeddedSystem:
         settings: Settings | None = None,
         on_event: Callable[[Event], Awaitable[None] | None] | None = None,
         rollout_timeout: float = 5.0,
+        flows_config: FlowsConfig | None = None,
+        sweep_interval: float = 1.0,
+        flow_repository: FlowRepository | None = None,
     ) -> None:
         self.settings = settings or Settings(retry_base_delay=0.05, max_attempts=3, http_port=0)
         self.names = Names(prefix=self.settings.prefix)
@@ -52,7 +57,12 @@ class EmbeddedSystem:
         self.workers: list[Worker] = []
         self._on_event = on_event
         self._rollout_timeout = rollout_timeout
+        self.flows_config = flows_config
+        self._sweep_interval = sweep_interval
         self._tap: Any = None
+        self.flow_repository = flow_repository or InMemoryRepository()
+        #: Each unit's metrics registry (what its ``/metrics`` would serve).
+        self.registries: dict[str, CollectorRegistry] = {}
 
     def server(self, kind: type[S]) -> S:
         """The fake tool server of this type (to configure or inspect it)."""
@@ -72,15 +82,23 @@ class EmbeddedSystem:
         await self.toolbox.start()
         self._tap = await self.broker.tap(["#"], self._record)
         for name in self.units:
+            registry = self.registries[name] = CollectorRegistry()
             worker = Worker(
                 self.broker,
                 UNITS[name].subscriptions(),
-                middleware=make_middleware(self.settings, self.redis, CollectorRegistry()),
+                middleware=make_middleware(self.settings, self.redis, registry),
                 deps={
+                    "metrics_registry": registry,
+                    # Flow records (deployments, pipelines, sagas) kept in memory.
+                    "flow_repository": self.flow_repository,
                     "redis": self.redis,
                     "names": self.names,
                     "toolbox": self.toolbox.as_role(name),
                     "rollout_timeout": self._rollout_timeout,
+                    "flows_config": self.flows_config,
+                    "flows_sweep_interval": self._sweep_interval,
+                    "flows_sweep_grace": self._sweep_interval,
+                    "workflows_sweep_interval": self._sweep_interval,
                 },
                 source=f"codebus/{name}",
             )

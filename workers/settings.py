@@ -48,6 +48,18 @@ class Settings(BaseSettings):
     tools_config: Path | None = Field(None, description="YAML file configuring tool servers")
     fake_tools: bool = Field(False, description="use in-memory fakes of every tool server")
     gateway_config: Path | None = Field(None, description="YAML/JSON gateway configuration")
+    flows_config: Path | None = Field(
+        None, description="YAML deployment policy and strategy specs (progressive delivery)"
+    )
+    flows_bucket: str | None = Field(
+        None,
+        min_length=3,
+        max_length=63,
+        description="S3 bucket of the flow records (deployment repository); unset = none kept",
+    )
+    workitems_project: str = Field(
+        "Operations", min_length=1, max_length=64, description="Azure DevOps project (workitems)"
+    )
 
     @field_validator("amqp_url")
     @classmethod

@@ -32,16 +32,11 @@ from tools.config import ToolboxConfig
 from tools.spec import ToolServer
 from tools.toolbox import Toolbox
 from workers.settings import ConfigError
+from workers.units import unit_roles
 
-#: Least privilege: what each worker unit's role may call.
-UNIT_ROLES: dict[str, list[str]] = {
-    "deploy": ["docker.docker_build", "docker.docker_images", "kubernetes.*"],
-    "security": ["security-scanner.*", "docker.docker_images"],
-    "notify": ["slack-notifications.*"],
-    "audit": [],
-    "webhooks": [],
-    "operator": ["*"],
-}
+#: Least privilege: what each worker unit's role may call (declared with the unit, as
+#: ``Unit.tools`` in workers/units.py).
+UNIT_ROLES: dict[str, list[str]] = unit_roles()
 
 
 class ToolsFile(BaseModel):

@@ -135,14 +135,26 @@ NamespaceName = Annotated[str, Field(min_length=1, max_length=63, pattern=_LABEL
 
 
 class KubectlApplyArgs(_Args):
-    """Server-side apply every object of a manifest file or directory."""
+    """Server-side apply every object of a manifest file or directory, or of ``objects``
+    given inline (exactly one of the two)."""
 
-    manifest_path: str = Field(min_length=1, description="YAML/JSON file or directory of them")
+    manifest_path: str | None = Field(
+        default=None, min_length=1, description="YAML/JSON file or directory of them"
+    )
+    objects: list[dict[str, Any]] | None = Field(
+        default=None, min_length=1, max_length=100, description="manifests given inline"
+    )
     namespace: NamespaceName | None = Field(
         default=None, description="namespace for namespaced objects that name none"
     )
     dry_run: bool = False
     force: bool = Field(default=False, description="take ownership of conflicting fields")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KubectlApplyArgs:
+        if (self.manifest_path is None) == (self.objects is None):
+            raise ValueError("manifest_path or objects: give exactly one of them")
+        return self
 
 
 AppliedAction = Literal["created", "configured", "unchanged"]
@@ -289,6 +301,11 @@ class KubectlRolloutStatusArgs(_Args):
     name: ObjectName
     namespace: NamespaceName | None = None
     timeout: float = Field(default=300.0, gt=0, le=3600, description="seconds")
+    watch: bool = Field(
+        default=True,
+        description="wait for the rollout (default); false: report the current state at once "
+        "(kubectl rollout status --watch=false), never raising for an unfinished rollout",
+    )
 
     _check_type = field_validator("resource_type")(_deployment_only)
 

@@ -8,9 +8,9 @@ exists is the adapter's business, because schemas do no I/O.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # S3 bucket naming rules (the subset every S3-compatible store agrees on).
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -58,6 +58,24 @@ class S3UploadFileArgs(_Args):
         default_factory=dict, description="User metadata (string values only)."
     )
     content_type: str | None = Field(default=None, min_length=1, max_length=255)
+    if_none_match: Literal["*"] | None = Field(
+        default=None,
+        description="'*': write only if no object has this key (S3 conditional write); "
+        "an existing key fails with status 412 (PreconditionFailed).",
+    )
+    if_match: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Write only if the stored object's ETag is this one (compare-and-set); "
+        "another ETag fails with status 412, a missing key with 404.",
+    )
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> S3UploadFileArgs:
+        if self.if_none_match is not None and self.if_match is not None:
+            raise ValueError("if_none_match and if_match exclude each other; give one")
+        return self
 
     @field_validator("metadata")
     @classmethod

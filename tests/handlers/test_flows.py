@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from schemas.envelope import new_event
+from schemas.flows import FlowsConfig, RollingSpec, StrategySpec
 from schemas.tools.security_scanner import Vulnerability
 from tools.adapters.docker_fake import FakeDockerServer
 from tools.adapters.kubernetes_fake import FakeKubernetesServer
@@ -29,6 +30,21 @@ spec:
 """
 
 
+def config(tmp_path, **rolling):
+    """Manifests under tmp_path; rolling updates polled fast with a short deadline."""
+    spec = RollingSpec(progress_deadline=1.0, poll_interval=0.05, **rolling)
+    return FlowsConfig(
+        manifest_roots=(str(tmp_path),),
+        allow_unlisted_apps=True,
+        default=StrategySpec(rolling=spec),
+    )
+
+
+def system_for(tmp_path, *units, **kw):
+    """The embedded system with the flows configuration of these tests."""
+    return EmbeddedSystem(*(units or ()), flows_config=config(tmp_path), sweep_interval=0.2, **kw)
+
+
 def request(tmp_path, **extra):
     (tmp_path / "Dockerfile").write_text("FROM scratch\n")
     image = f"web:{extra.get('version', '1.0')}"
@@ -45,7 +61,7 @@ def request(tmp_path, **extra):
 
 
 async def test_clean_image_is_built_scanned_deployed_and_announced(tmp_path):
-    async with EmbeddedSystem() as system:
+    async with system_for(tmp_path) as system:
         ev = request(tmp_path)
         await system.broker.publish(ev)
         await system.settle()
@@ -68,7 +84,7 @@ async def test_clean_image_is_built_scanned_deployed_and_announced(tmp_path):
 
 
 async def test_vulnerable_image_fails_the_deployment_and_alerts_security(tmp_path):
-    async with EmbeddedSystem() as system:
+    async with system_for(tmp_path) as system:
         system.server(FakeSecurityScannerServer).image_vulnerabilities["web:1.0"] = [
             Vulnerability(
                 id="CVE-1",
@@ -92,7 +108,7 @@ async def test_vulnerable_image_fails_the_deployment_and_alerts_security(tmp_pat
 
 
 async def test_rollout_that_never_becomes_ready_is_rolled_back(tmp_path):
-    async with EmbeddedSystem(rollout_timeout=1) as system:
+    async with system_for(tmp_path) as system:
         await system.broker.publish(request(tmp_path))  # 1.0 deploys fine
         await system.settle()
         assert len(system.of_type("deployment.completed")) == 1
@@ -106,7 +122,7 @@ async def test_rollout_that_never_becomes_ready_is_rolled_back(tmp_path):
 
 
 async def test_first_deployment_that_never_becomes_ready_fails_without_rollback(tmp_path):
-    async with EmbeddedSystem(rollout_timeout=1) as system:
+    async with system_for(tmp_path) as system:
         system.server(FakeKubernetesServer).never_ready.add("web")
         await system.broker.publish(request(tmp_path))
         await system.settle()
@@ -116,7 +132,7 @@ async def test_first_deployment_that_never_becomes_ready_fails_without_rollback(
 
 
 async def test_build_failure_is_a_failed_deployment_not_a_dead_letter(tmp_path):
-    async with EmbeddedSystem() as system:
+    async with system_for(tmp_path) as system:
         system.server(FakeDockerServer).build_errors["web:1.0"] = "COPY failed: no such file"
         await system.broker.publish(request(tmp_path))
         await system.settle()

@@ -112,11 +112,24 @@ def test_publish_topology_and_dlq_against_rabbitmq(amqp_url, names):
     asyncio.run(_inspect_and_clean(amqp_url, names, out.stdout.strip()))
 
 
-def test_demo_runs_both_flows():
+def test_demo_runs_every_flow():
     out = run("demo")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "web 1.4.2  -> deployment.completed" in out.stdout
-    assert "shop 2.0.0 -> deployment.failed" in out.stdout
+    summary = {
+        name.strip(): outcome.strip()
+        for name, _, outcome in (
+            line.partition("->") for line in out.stdout.split("\nsummary\n")[1].splitlines()
+        )
+        if outcome
+    }
+    assert summary["web 1.4.2"].startswith("deployment.completed")
+    assert summary["shop 2.0.0"].startswith("deployment.failed")
+    # the canary's rollback, in one line, with the metric, value, condition and counts
+    assert summary["api 1.1 canary"].startswith("rolled_back: analysis error-rate failed:")
+    assert "0.09" in summary["api 1.1 canary"] and "failure_limit 1" in summary["api 1.1 canary"]
+    assert summary["portal 2.0 blue-green"].startswith("succeeded")
+    assert "approved by demo-operator" in summary["portal 2.0 blue-green"]
+    assert "deployment.weight_set" in out.stdout and "deployment.analysis_measured" in out.stdout
     assert "demo OK" in out.stdout
 
 

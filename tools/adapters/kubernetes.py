@@ -54,11 +54,17 @@ from tools.adapters.kubernetes_client import (
     build_api_client,
     resource_path,
 )
-from tools.adapters.kubernetes_manifests import load_manifests, object_namespace, summarize_apply
+from tools.adapters.kubernetes_manifests import (
+    apply_sources,
+    load_manifests,
+    object_namespace,
+    summarize_apply,
+)
 from tools.adapters.kubernetes_rollout import (
     RolloutError,
     RolloutTimeout,
     plan_action,
+    rollout_status,
     selector_string,
     wait_for_rollout,
 )
@@ -139,7 +145,7 @@ class KubernetesServer(ToolServer):
         # Resolve every object before writing any, so a bad kind or namespace in the
         # last document does not leave the first ones half-applied.
         planned: list[tuple[ResourceKind, str | None, dict[str, Any]]] = []
-        for manifest in load_manifests(args.manifest_path, tool=name):
+        for manifest in apply_sources(args.manifest_path, args.objects, tool=name):
             res = await kube.resolve_kind(manifest["apiVersion"], manifest["kind"], tool=name)
             ns = object_namespace(
                 manifest, res.namespaced, args.namespace, self.config.default_namespace, tool=name
@@ -325,6 +331,8 @@ class KubernetesServer(ToolServer):
             dep: dict[str, Any] = await kube.request("GET", path, tool=name, doing=doing)
             return dep
 
+        if not args.watch:
+            return rollout_status(await fetch())
         return await wait_for_rollout(
             fetch,
             name=args.name,

@@ -39,7 +39,12 @@ from schemas.tools.kubernetes import (
     find_builtin,
     find_builtin_kind,
 )
-from tools.adapters.kubernetes_manifests import load_manifests, object_namespace, summarize_apply
+from tools.adapters.kubernetes_manifests import (
+    apply_sources,
+    load_manifests,
+    object_namespace,
+    summarize_apply,
+)
 from tools.adapters.kubernetes_rollout import (
     REVISION_ANNOTATION,
     RolloutError,
@@ -129,7 +134,9 @@ class FakeKubernetesServer(ToolServer):
         """Serve ``objects`` for ``manifest_path == path`` instead of reading the disk."""
         self.manifests[path] = copy.deepcopy(objects)
 
-    def _load(self, path: str, tool_name: str) -> list[dict[str, Any]]:
+    def _load(self, path: str | None, tool_name: str, objects: Any = None) -> list[dict[str, Any]]:
+        if path is None or objects is not None:
+            return apply_sources(path, objects, tool=f"kubernetes.{tool_name}")
         if path in self.manifests:
             return copy.deepcopy(self.manifests[path])
         return load_manifests(path, tool=tool_name)
@@ -228,7 +235,7 @@ class FakeKubernetesServer(ToolServer):
         self._enter("kubectl_apply", args)
         name = "kubernetes.kubectl_apply"
         applied: list[AppliedObject] = []
-        for manifest in self._load(args.manifest_path, name):
+        for manifest in self._load(args.manifest_path, name, args.objects):
             res = _resolve_kind(manifest["apiVersion"], manifest["kind"])
             ns = object_namespace(
                 manifest, res.namespaced, args.namespace, self.default_namespace, tool=name
@@ -340,6 +347,8 @@ class FakeKubernetesServer(ToolServer):
         status = rollout_status(
             self._deployment("kubectl_rollout_status", args.name, self._ns(args.namespace))
         )
+        if not args.watch:
+            return status
         if status.status == "failed":
             raise ToolFailed(status.message, tool=name)
         if not status.ready:

@@ -8,6 +8,7 @@ skipped and ``kind: List`` documents are flattened into their items.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -85,6 +86,20 @@ def load_manifests(path: str, *, tool: str, field: str = "manifest_path") -> lis
     if not objects:
         raise ToolArgumentError(f"{field}: {path} holds no objects", tool=tool, fields=(field,))
     return objects
+
+
+def apply_sources(
+    manifest_path: str | None, objects: list[Manifest] | None, *, tool: str
+) -> list[Manifest]:
+    """The objects a ``kubectl_apply`` call names: read from ``manifest_path`` or given
+    inline in ``objects`` (checked the same way)."""
+    if objects is not None:
+        return [
+            _check(copy.deepcopy(doc), f"object {i + 1}", tool=tool, field="objects")
+            for i, doc in enumerate(objects)
+        ]
+    assert manifest_path is not None  # the argument model requires one of the two
+    return load_manifests(manifest_path, tool=tool)
 
 
 def object_namespace(

@@ -209,15 +209,22 @@ class S3StorageServer(ToolServer):
         extra: dict[str, Any] = {"Metadata": args.metadata}
         if args.content_type:
             extra["ContentType"] = args.content_type
+        # The condition goes on the request that makes the object visible: PutObject, or
+        # CompleteMultipartUpload for a multipart upload (CreateMultipartUpload takes none).
+        condition: dict[str, Any] = {}
+        if args.if_none_match:
+            condition["IfNoneMatch"] = args.if_none_match
+        if args.if_match:
+            condition["IfMatch"] = f'"{_etag(args.if_match)}"'
         client = await self._s3()
         with _s3_errors(name):
             if size >= self.config.multipart_threshold:
-                response = await self._multipart(client, args, extra)
+                response = await self._multipart(client, args, extra, condition)
                 multipart = True
             else:
                 body = await asyncio.to_thread(_read_all, args.file_path)
                 response = await client.put_object(
-                    Bucket=args.bucket, Key=args.key, Body=body, **extra
+                    Bucket=args.bucket, Key=args.key, Body=body, **extra, **condition
                 )
                 size = len(body)
                 multipart = False
@@ -231,7 +238,11 @@ class S3StorageServer(ToolServer):
         )
 
     async def _multipart(
-        self, client: Any, args: S3UploadFileArgs, extra: dict[str, Any]
+        self,
+        client: Any,
+        args: S3UploadFileArgs,
+        extra: dict[str, Any],
+        condition: dict[str, Any],
     ) -> dict[str, Any]:
         created = await client.create_multipart_upload(Bucket=args.bucket, Key=args.key, **extra)
         upload_id = created["UploadId"]
@@ -259,6 +270,7 @@ class S3StorageServer(ToolServer):
                 Key=args.key,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
+                **condition,
             )
         except BaseException:
             # An abandoned upload keeps its parts (and bills for them) until aborted.

@@ -78,6 +78,7 @@ class FakeS3StorageServer(ToolServer):
             raise ToolArgumentError(
                 f"file_path {args.file_path!r} does not exist", tool=name, fields=("file_path",)
             ) from None
+        _check_condition(name, args, objects.get(args.key))
         stored = FakeObject(data, dict(args.metadata), args.content_type)
         objects[args.key] = stored
         return S3UploadFileResult(
@@ -140,6 +141,31 @@ class FakeS3StorageServer(ToolServer):
         """Remove a key; a missing key is fine, a missing bucket is not."""
         self._bucket(f"{SERVER}.s3_delete_object", args.bucket).pop(args.key, None)
         return S3DeleteObjectResult(bucket=args.bucket, key=args.key)
+
+
+def _check_condition(tool_name: str, args: S3UploadFileArgs, current: FakeObject | None) -> None:
+    """S3's conditional writes: If-None-Match '*' and If-Match <etag>."""
+    if args.if_none_match and current is not None:
+        raise ToolFailed(
+            "S3 PutObject failed: PreconditionFailed: At least one of the pre-conditions "
+            "you specified did not hold",
+            tool=tool_name,
+            status=412,
+        )
+    if args.if_match:
+        if current is None:
+            raise ToolFailed(
+                f"S3 PutObject failed: NoSuchKey: {args.key} does not exist",
+                tool=tool_name,
+                status=404,
+            )
+        if current.etag != args.if_match.strip('"'):
+            raise ToolFailed(
+                "S3 PutObject failed: PreconditionFailed: At least one of the pre-conditions "
+                "you specified did not hold",
+                tool=tool_name,
+                status=412,
+            )
 
 
 def _resume_after(key: str, obj: FakeObject | None) -> str:

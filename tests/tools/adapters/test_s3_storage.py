@@ -314,3 +314,66 @@ async def test_hung_endpoint_is_a_timeout() -> None:
                 await _call(server, "s3_list_objects", S3ListObjectsArgs(bucket="some-bucket"))
         finally:
             await server.close()
+
+
+async def _put(server: ToolServer, bucket: str, key: str, source: Path, **cond: str) -> Any:
+    return await _call(
+        server,
+        "s3_upload_file",
+        S3UploadFileArgs(file_path=str(source), bucket=bucket, key=key, **cond),  # type: ignore[arg-type]
+    )
+
+
+async def _read_back(server: ToolServer, bucket: str, key: str, tmp_path: Path) -> bytes:
+    out = tmp_path / "read-back"
+    await _call(
+        server, "s3_download_file", S3DownloadFileArgs(bucket=bucket, key=key, local_path=str(out))
+    )
+    return out.read_bytes()
+
+
+async def test_if_none_match_never_overwrites(
+    s3: ToolServer, s3_bucket: str, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.write_bytes(b"first")
+    second.write_bytes(b"second")
+    await _put(s3, s3_bucket, "journal/0001.json", first, if_none_match="*")
+
+    with pytest.raises(ToolFailed, match="PreconditionFailed") as caught:
+        await _put(s3, s3_bucket, "journal/0001.json", second, if_none_match="*")
+    assert caught.value.status == 412
+    assert await _read_back(s3, s3_bucket, "journal/0001.json", tmp_path) == b"first"
+
+
+async def test_if_match_is_compare_and_set_on_the_etag(
+    s3: ToolServer, s3_bucket: str, tmp_path: Path
+) -> None:
+    v1, v2, v3 = tmp_path / "1", tmp_path / "2", tmp_path / "3"
+    v1.write_bytes(b"v1")
+    v2.write_bytes(b"v2")
+    v3.write_bytes(b"v3")
+    put1 = await _put(s3, s3_bucket, "summary.json", v1)
+    put2 = await _put(s3, s3_bucket, "summary.json", v2, if_match=put1.etag)
+
+    # A writer still holding the first ETag lost the race: refused, nothing overwritten.
+    with pytest.raises(ToolFailed) as caught:
+        await _put(s3, s3_bucket, "summary.json", v3, if_match=put1.etag)
+    assert caught.value.status == 412
+    assert await _read_back(s3, s3_bucket, "summary.json", tmp_path) == b"v2"
+    assert put2.etag != put1.etag
+
+    with pytest.raises(ToolFailed) as missing:
+        await _put(s3, s3_bucket, "absent.json", v3, if_match=put1.etag)
+    assert missing.value.status == 404
+
+
+def test_conditions_exclude_each_other() -> None:
+    with pytest.raises(ValidationError, match="if_none_match and if_match"):
+        S3UploadFileArgs(
+            file_path="/x", bucket="codebus-b", key="k", if_none_match="*", if_match="abc"
+        )
+    with pytest.raises(ValidationError, match="if_none_match"):
+        S3UploadFileArgs.model_validate(
+            {"file_path": "/x", "bucket": "codebus-b", "key": "k", "if_none_match": "etag"}
+        )

@@ -1,0 +1,44 @@
+"""The runs' sweeper: a run whose pending step has waited far longer than that step may
+take - its ``workflow.step_due`` dead-lettered, say, after Redis was unreachable past the
+retry budget - gets the step sent again, so no run waits for ever on a lost message.
+
+"Far longer" is the step's timeout plus ``grace`` after the step was due (or its intent
+recorded), so a step still running in a live delivery is never sent a second time in the
+normal course; the cursor check and the intent's compare-and-set then keep two copies
+from both advancing the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flows.pipeline import Message, current_call
+from flows.pipeline_core import due_message
+from flows.pipeline_store import WorkflowStore
+
+
+@dataclass
+class RunSweep:
+    """What one sweep found: runs re-sent, and runs still live (the chain goes on)."""
+
+    resent: list[Message]
+    live: int
+
+
+async def overdue_steps(store: WorkflowStore, now: float, grace: float) -> RunSweep:
+    """The step_due of every live run whose step is overdue by its timeout + ``grace``."""
+    resent: list[Message] = []
+    for flow_id, _due in await store.due(before=now - grace):
+        state = await store.load(flow_id)
+        if state is None or state.terminal:
+            continue
+        try:
+            timeout = current_call(state).timeout
+        except (KeyError, IndexError):
+            timeout = 0.0  # the delivery will fail the step at once
+        since = state.due if state.due is not None else state.updated_at
+        if now - since > timeout + grace:
+            resent.append(due_message(state))
+    # Terminal runs leave the due set: what is in it is live.
+    live = len(await store.due(before=float("inf")))
+    return RunSweep(resent, live)
