@@ -1,8 +1,8 @@
 """Attack table of least privilege: every tool called under every role.
 
-Every tool (39: the fakes of the eight tool servers) x 14 roles: the six unit roles of
-``workers.toolbox.UNIT_ROLES`` plus one role per tool server (``<server>.*``). Each call
-uses the tool's documented example arguments (``docs/tools.md``), so it is valid and
+Every tool (39: the fakes of the eight tool servers) x every role: the unit roles of
+``workers.toolbox.UNIT_ROLES`` (8) plus one role per tool server (``<server>.*``), 16.
+Each call uses the tool's documented example arguments (``docs/tools.md``), so it is valid and
 would run if permitted. A call the role may not make must be refused before the adapter
 (denied calls executed: 0) and audited as ``denied``; a permitted one must run. Role
 views cannot escalate: asking a view for another role is refused and audited too.
@@ -128,7 +128,7 @@ async def test_every_role_calls_every_tool() -> None:
         f"escalations_tried={escalations - len(tools)} escalations_executed="
         f"{escalations - len(tools) - escalations_refused}",
     )
-    assert len(tools) >= 39 and len(roles) == 6 + len(servers)
+    assert len(tools) >= 39 and len(roles) == len(UNIT_ROLES) + len(servers)
     assert denied_executed == 0
     assert permitted + permitted_failed + denied == calls
     assert audited_denials == denied + escalations_refused
