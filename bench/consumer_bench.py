@@ -5,14 +5,16 @@ alternated in one invocation.
     python bench/consumer_bench.py [--messages 20000] [--rounds 3] [--prefetch 64]
 
 Prints msgs/s of each, their ratio, and p50/p99 end-to-end latency (publish -> acked)
-at a fixed publish rate (default 1,000 msg/s). Needs RabbitMQ and Redis
-(``scripts/services.sh start``); URLs from CODEBUS_TEST_AMQP_URL / CODEBUS_TEST_REDIS_URL.
+at a fixed publish rate (default 1,000 msg/s). Starts a private RabbitMQ node and Redis
+(bench/private_services.py) unless ``--shared`` is given (then CODEBUS_TEST_AMQP_URL /
+CODEBUS_TEST_REDIS_URL, the test services other people's tests use).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import time
@@ -22,6 +24,7 @@ from collections.abc import Awaitable, Callable
 import aio_pika
 import redis.asyncio as aioredis
 
+from bench.private_services import private_services
 from bus.inbox import Inbox
 from bus.middleware import IdempotencyMiddleware, Middleware, Processing, RetriesMiddleware
 from bus.outcome import Outcome
@@ -34,6 +37,7 @@ from schemas.names import Names
 
 AMQP_URL = os.environ.get("CODEBUS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5682/")
 REDIS_URL = os.environ.get("CODEBUS_TEST_REDIS_URL", "redis://127.0.0.1:6390/0")
+# (replaced by the private services' URLs in main() unless --shared)
 SENT_AT = "x-bench-sent"
 
 
@@ -124,8 +128,8 @@ async def run_codebus(setup: Setup, recorder: Recorder, prefetch: int) -> Runner
 
     middleware = [
         LatencyMiddleware(recorder),
+        RetriesMiddleware(),  # the production order (workers.app.make_middleware)
         IdempotencyMiddleware(Inbox(redis, setup.names, lease=30, retention=600)),
-        RetriesMiddleware(),
     ]
     worker = Worker(setup.broker, router.subscriptions, middleware=middleware, concurrency=prefetch)
 
@@ -226,7 +230,18 @@ async def main() -> None:
     ap.add_argument("--prefetch", type=int, default=64)
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--latency-messages", type=int, default=5_000)
+    ap.add_argument("--shared", action="store_true", help="use the shared test services")
     args = ap.parse_args()
+    global AMQP_URL, REDIS_URL
+    with contextlib.ExitStack() as stack:
+        if not args.shared:
+            svc = stack.enter_context(private_services())
+            AMQP_URL, REDIS_URL = svc.amqp_url, svc.redis_url
+        await measure(args)
+
+
+async def measure(args: argparse.Namespace) -> None:
+    """Alternated throughput and latency rounds; prints the table."""
 
     tput: dict[str, list[float]] = {k: [] for k in RUNNERS}
     cpu_per_k: dict[str, list[float]] = {k: [] for k in RUNNERS}

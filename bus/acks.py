@@ -24,6 +24,8 @@ import asyncio
 import logging
 from typing import Any
 
+from bus.errors import describe
+
 log = logging.getLogger("codebus.bus.acks")
 
 
@@ -106,7 +108,7 @@ class ChannelAcks:
             self._acks, self._nacks = [], []
             log.warning(
                 "acks lost with the channel (%s); %d more dropped; the broker redelivers them",
-                exc or type(exc).__name__,
+                describe(exc),
                 dropped,
             )
         finally:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from bus.abc import Broker, Delivery
 from bus.context import HandlerContext
-from bus.errors import BusError, Reject, Retry
+from bus.errors import BusError, Reject, Retry, Unroutable
 from bus.middleware.base import Middleware, Processing
 from bus.middleware.retries import describe_error
 from bus.outcome import DeadLetter, Defer, Done, Failed, Outcome, Requeue, RetryLater
@@ -33,6 +34,8 @@ from schemas.names import (
 )
 
 log = logging.getLogger("codebus.bus.consumer")
+
+AfterHook = Callable[[Processing, Outcome], Awaitable[Outcome]]
 
 
 def attempt_of(headers: Mapping[str, Any]) -> int:
@@ -75,42 +78,97 @@ class SubscriptionConsumer:
         self.stopping = stopping
         self.source = source
         self.in_flight: set[asyncio.Task[Any]] = set()
+        # Progress, for readiness: deliveries taken and not yet settled, when one was
+        # last settled, and since when the prefetch window has been full.
+        self.unsettled = 0
+        self.last_settled = time.monotonic()
+        self.full_since: float | None = None
+        self.prefetch = 0  # set by the worker when it starts consuming
         self.logger = logging.getLogger(f"codebus.handler.{subscription.name}")
 
     async def __call__(self, delivery: Delivery) -> None:
         task = asyncio.current_task()
         if task is not None:
             self.in_flight.add(task)
+        self.unsettled += 1
+        if self.prefetch and self.unsettled >= self.prefetch and self.full_since is None:
+            self.full_since = time.monotonic()
         try:
             try:
                 outcome = await self.process(delivery)
             except asyncio.CancelledError:
-                # Forced shutdown after the grace period: give the message back.
+                # Forced shutdown after the grace period, or the channel closed under
+                # us (aiormq cancels its consumer tasks): give the message back. On a
+                # dead channel the nack is a no-op and the broker requeues it anyway.
                 await asyncio.shield(delivery.nack(requeue=True))
                 raise
             # Still in flight while settling: a graceful stop waits for a retry or
             # dead-letter copy to be confirmed before it closes the channel (recorded
             # acks are drained at the close). Cancelled here, the delivery is left
             # unsettled and closing the channel returns it.
-            await self.settle(delivery, outcome)
+            try:
+                await self.settle(delivery, outcome)
+            except Exception:  # never leave a delivery unsettled: its prefetch slot leaks
+                log.exception("settling %s failed; requeueing it", delivery.message.message_id)
+                await delivery.nack(requeue=True)
         finally:
             if task is not None:
                 self.in_flight.discard(task)
+            self.unsettled -= 1
+            self.last_settled = time.monotonic()
+            if self.unsettled < self.prefetch:
+                self.full_since = None
+
+    def stalled_for(self) -> float:
+        """Seconds the prefetch window has been full with nothing settled (0 if not)."""
+        if self.full_since is None:
+            return 0.0
+        return time.monotonic() - max(self.full_since, self.last_settled)
 
     async def process(self, delivery: Delivery) -> Outcome:
-        """Run validation, middleware and the handler; return what to do."""
+        """Run validation, middleware and the handler; return what to do.
+
+        Never raises an exception (a failing middleware hook is a failed attempt, so the
+        delivery is always settled); on cancellation the after-hooks still run with a
+        :class:`Requeue` outcome (so the idempotency claim is released), then the
+        cancellation propagates."""
         p = Processing(
             delivery, self.subscription, attempt_of(delivery.message.headers), self.stopping
         )
-        outcome = self._validate(p)
-        if outcome is None:
-            outcome = await self._run(p)
-        for after in self._after:
-            outcome = await after(p, outcome)
+        ran = 0  # after-hooks that finished
+        try:
+            try:
+                outcome = self._validate(p)
+                if outcome is None:
+                    outcome = await self._run(p)
+            except Exception as exc:  # a before-hook failed: a failed attempt
+                log.exception("middleware failed before %s", delivery.message.message_id)
+                outcome = Failed(exc, retryable=True)
+            for after in self._after:
+                try:
+                    outcome = await after(p, outcome)
+                except Exception as exc:
+                    log.exception("middleware failed after %s", delivery.message.message_id)
+                    outcome = Failed(exc, retryable=True)
+                ran += 1
+        except asyncio.CancelledError:
+            # The interrupted hook runs again: hooks release what they still hold.
+            await asyncio.shield(self._abandon(p, self._after[ran:]))
+            raise
         if isinstance(outcome, Failed):  # no retries middleware installed
             kind = "rejected" if not outcome.retryable else "exhausted"
             outcome = DeadLetter(kind, describe_error(outcome.error))
         return outcome
+
+    async def _abandon(self, p: Processing, remaining: Sequence[AfterHook]) -> None:
+        """The delivery is given up (cancelled): let the after-hooks that have not run
+        yet release what they hold (inbox claims). Their outcome is not used."""
+        outcome: Outcome = Requeue("delivery cancelled")
+        for after in remaining:
+            try:
+                outcome = await after(p, outcome)
+            except Exception:
+                log.exception("middleware failed releasing %s", p.delivery.message.message_id)
 
     def _validate(self, p: Processing) -> Outcome | None:
         try:
@@ -155,6 +213,11 @@ class SubscriptionConsumer:
         except Retry as exc:
             return Failed(exc, retryable=True, delay=exc.delay)
         except Reject as exc:
+            return Failed(exc, retryable=False)
+        except Unroutable as exc:
+            # No queue is bound for what the handler published: retrying cannot help
+            # while the topology stays the same. Dead-lettered at once with the routing
+            # key in the reason; replay it once a subscriber exists.
             return Failed(exc, retryable=False)
         except Exception as exc:
             return Failed(exc, retryable=True)

@@ -7,6 +7,7 @@
     │   ├── Unroutable            no queue is bound for the routing key (mandatory)
     │   └── PublishNacked         the broker nacked the publish (publisher confirms)
     ├── InboxUnavailable          Redis unreachable: fail closed, requeue
+    ├── EffectFailed              a commit effect cannot be applied: a failed attempt
     └── HandlerSignal             raised by handlers to steer the runtime
         ├── Retry                 retry later (after ``delay`` seconds, or backoff)
         └── Reject                permanent failure: dead-letter at once with reason
@@ -17,6 +18,12 @@ dead-lettered by the runtime without calling the handler.
 """
 
 from __future__ import annotations
+
+
+def describe(exc: BaseException) -> str:
+    """An exception's message, or its type name when the message is empty (``str()`` of
+    a bare ``TimeoutError()`` is '')."""
+    return str(exc) or type(exc).__name__
 
 
 class BusError(Exception):
@@ -51,6 +58,16 @@ class PublishNacked(PublishError):
 
 class InboxUnavailable(BusError):
     """The idempotency store (Redis) is unreachable; the message must be requeued."""
+
+
+class EffectFailed(BusError):
+    """A ``ctx.on_commit`` effect could not be applied; nothing of the commit was written
+    and the event is not done. ``permanent`` when the effect itself is broken (it
+    raised, or passed a value Redis cannot take): retrying the event cannot help."""
+
+    def __init__(self, message: str, *, event_id: str | None = None, permanent: bool) -> None:
+        super().__init__(message, event_id=event_id)
+        self.permanent = permanent
 
 
 class HandlerSignal(Exception):

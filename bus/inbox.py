@@ -2,10 +2,11 @@
 
 A claim is an atomic ``SET NX PX lease`` holding ``run:<token>``; the owner extends the
 lease while the handler runs. Completion replaces the claim with ``done`` (kept for the
-retention window) in one transaction, together with any Redis effects the handler
-registered, so those effects happen exactly once. A failed attempt releases the claim.
-Any Redis error surfaces as :class:`InboxUnavailable`: the caller must not run the
-handler (fail closed).
+retention window) atomically with any Redis effects the handler registered, all or
+nothing (``bus.effects``), so those effects happen exactly once. A failed attempt
+releases the claim. Redis being unreachable surfaces as :class:`InboxUnavailable`: the
+caller must not run the handler (fail closed); an effect Redis refuses is
+:class:`bus.errors.EffectFailed`, a failed attempt.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import asyncio
 import itertools
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisError
 
+from bus.effects import ALREADY_DONE, LEASE_LOST, CommitScript, Effect, stage
 from bus.errors import InboxUnavailable
 from bus.redis_batch import LuaOp, ScriptBatcher
 from schemas.names import Names
@@ -60,6 +62,7 @@ end
         3,
     ),
     # a[1] our claim value, a[2] retention ms -> 1 done now, 2 already done, 0 other owner
+    # (the codes of bus.effects)
     "complete": LuaOp(
         """
 function(key, a)
@@ -73,10 +76,6 @@ end
         2,
     ),
 }
-
-
-def _text(value: bytes | str) -> str:
-    return value if isinstance(value, str) else value.decode()
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,6 @@ class Busy:
 
 
 ClaimResult = Claimed | AlreadyDone | Busy
-Effect = Callable[[Any], Any]
 
 
 class LeaseLost(Exception):
@@ -123,11 +121,15 @@ class Inbox:
         self.lease_ms = max(1, int(lease * 1000))
         self.retention_ms = max(1, int(retention * 1000))
         self._batch = ScriptBatcher(redis, _OPS)
+        self._commit = CommitScript(redis)
         # Claim values: unique per claim across processes (a random prefix per inbox and
         # a counter), so a delivery only ever swaps or completes its own claim.
         self._owner = f"run:{secrets.token_hex(8)}:"
         self._claims = itertools.count(1)
         self._active: dict[str, Claimed] = {}
+        # The task working on each held claim: a claim whose task has ended (however it
+        # ended) is released by the keeper instead of being extended for ever.
+        self._workers: dict[str, asyncio.Task[Any] | None] = {}
         self._keeper: asyncio.Task[None] | None = None
 
     async def claim(self, subscription: str, event_id: str) -> ClaimResult:
@@ -138,6 +140,11 @@ class Inbox:
             res = await self._batch.call("claim", key, value, self.lease_ms)
         except (RedisError, OSError) as exc:
             raise InboxUnavailable(f"inbox claim failed: {exc}", event_id=event_id) from exc
+        except asyncio.CancelledError:
+            # The batch goes out (or went out) regardless: the claim may be taken with
+            # nobody to complete or release it. Give it back (queued after the claim).
+            await asyncio.shield(self._give_back(key, value))
+            raise
         code = int(res[0])
         if code == 1:
             claim = Claimed(key, value)
@@ -153,6 +160,7 @@ class Inbox:
         """Keep ``claim``'s lease alive until it completes or is released. One keeper
         task per inbox extends every held claim a few times per lease period."""
         self._active[claim.key] = claim
+        self._workers[claim.key] = asyncio.current_task()
         if self._keeper is None or self._keeper.done():
             self._keeper = asyncio.get_running_loop().create_task(self._keep_leases())
 
@@ -161,6 +169,10 @@ class Inbox:
         pause = interval
         while self._active:
             await asyncio.sleep(pause)
+            orphans = [c for c in self._active.values() if self._orphaned(c)]
+            for claim in orphans:
+                log.warning("releasing %s: the delivery holding it has ended", claim.key)
+                await self.release(claim)
             held = list(self._active.values())
             kept = await asyncio.gather(*(self._try_extend(c) for c in held))
             # After a Redis error, try again soon: the lease is already a round older.
@@ -168,7 +180,11 @@ class Inbox:
             for claim, ok in zip(held, kept, strict=True):
                 if ok is False and self._active.get(claim.key) is claim:
                     log.warning("lost the inbox lease on %s", claim.key)
-                    del self._active[claim.key]
+                    self._drop(claim)
+
+    def _orphaned(self, claim: Claimed) -> bool:
+        task = self._workers.get(claim.key)
+        return task is not None and task.done()
 
     async def _try_extend(self, claim: Claimed) -> bool | None:
         """True extended, False no longer ours, None Redis failed: keep the claim and
@@ -183,55 +199,53 @@ class Inbox:
     def _drop(self, claim: Claimed) -> None:
         if self._active.get(claim.key) is claim:
             del self._active[claim.key]
+            del self._workers[claim.key]
 
     async def extend(self, claim: Claimed) -> bool:
         """Push the lease forward; False if the claim is no longer ours or Redis failed."""
         return bool(await self._try_extend(claim))
 
+    async def _give_back(self, key: str, value: str) -> None:
+        try:
+            await self._batch.call("swap", key, value, "", 0)
+        except (RedisError, OSError):
+            pass  # the lease expires
+
     async def release(self, claim: Claimed) -> None:
         """Give the claim up after a failed attempt (best effort: the lease expires anyway)."""
         self._drop(claim)
-        try:
-            await self._batch.call("swap", claim.key, claim.value, "", 0)
-        except (RedisError, OSError):
-            pass
+        await self._give_back(claim.key, claim.value)
 
-    async def complete(self, claim: Claimed, effects: Sequence[Effect] = ()) -> bool:
-        """Mark the event done, applying ``effects`` in the same MULTI/EXEC transaction.
+    async def complete(
+        self, claim: Claimed, effects: Sequence[Effect] = (), *, event_id: str | None = None
+    ) -> bool:
+        """Mark the event done and apply ``effects`` with it, all or nothing
+        (``bus.effects``).
 
         Completes when the claim is still ours, or when its lease merely expired and
         nobody else took it. Returns False if the event was already done (effects are
         then not applied again). Raises :class:`LeaseLost` when another delivery now
-        holds the claim (it will complete the event), or InboxUnavailable."""
-        self._drop(claim)  # stop lease extensions: they would abort the transaction
+        holds the claim (it will complete the event), :class:`EffectFailed` when an
+        effect cannot be applied (nothing written; the claim is still ours), or
+        InboxUnavailable."""
+        commands = stage(self.redis, effects, event_id) if effects else []
+        self._drop(claim)  # stop lease extensions
         try:
-            if not effects:
-                res = await self._batch.call("complete", claim.key, claim.value, self.retention_ms)
-                if int(res) == 2:
-                    return False
-                if int(res) == 0:
-                    raise LeaseLost(claim.key)
-                return True
-            for _ in range(50):
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    await pipe.watch(claim.key)
-                    current = await pipe.get(claim.key)
-                    if current == DONE:
-                        return False
-                    if current is not None and _text(current) != claim.value:
-                        raise LeaseLost(claim.key)
-                    pipe.multi()
-                    pipe.set(claim.key, DONE, px=self.retention_ms)
-                    for effect in effects:
-                        effect(pipe)
-                    try:
-                        await pipe.execute()
-                    except WatchError:
-                        continue  # the key changed under us (e.g. a late extension): re-check
-                    return True
-            raise InboxUnavailable(f"could not complete {claim.key}: too much contention")
+            if not commands:
+                code = int(
+                    await self._batch.call("complete", claim.key, claim.value, self.retention_ms)
+                )
+            else:
+                code = await self._commit.apply(
+                    claim.key, claim.value, self.retention_ms, commands, event_id
+                )
         except (RedisError, OSError) as exc:
-            raise InboxUnavailable(f"inbox completion failed: {exc}") from exc
+            raise InboxUnavailable(f"inbox completion failed: {exc}", event_id=event_id) from exc
+        if code == ALREADY_DONE:
+            return False
+        if code == LEASE_LOST:
+            raise LeaseLost(claim.key)
+        return True
 
     async def aclose(self) -> None:
         """Stop keeping leases and close the inbox's own Redis connection (the client

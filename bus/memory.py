@@ -73,6 +73,11 @@ class _MemoryConsumer:
         self.active = True
         self.on_cancel: Callable[[], None] | None = None
 
+    @property
+    def attached(self) -> bool:
+        """Still consuming (not cancelled) on a connected broker."""
+        return self.active and self._broker._connected
+
     async def cancel(self) -> None:
         self.active = False
         if self in self._q.consumers:
@@ -115,15 +120,37 @@ class MemoryBroker:
         self._connected = False
 
     def disconnect(self) -> None:
-        """Simulate a dropped connection: unsettled messages are requeued as redelivered,
-        stale delivery tags become no-ops, and consumers resume (like a robust reconnect)."""
+        """Simulate a dropped connection: delivery tasks in flight are cancelled,
+        unsettled messages are requeued as redelivered, stale delivery tags become no-ops,
+        and consumers resume (like a robust reconnect)."""
         self._epoch += 1
+        # Like aiormq closing a channel: the consumer tasks of the old connection are
+        # cancelled in the middle of whatever they were doing, and the broker hands the
+        # requeued messages out again only after the client has reconnected (here: once
+        # those tasks have finished their clean-up).
+        cancelled = list(self._tasks)
+        for task in cancelled:
+            task.cancel()
         for q in self._queues.values():
             for tag in sorted(q.unacked, reverse=True):
                 q.ready.appendleft(q.unacked.pop(tag))
             for c in q.consumers:
                 c.in_flight = 0
+        if cancelled:
+            self._spawn(self._redispatch(cancelled))
+        else:
+            for q in list(self._queues.values()):
+                self._dispatch(q)
+
+    async def _redispatch(self, cancelled: list[asyncio.Task[None]]) -> None:
+        await asyncio.wait(cancelled)
+        for q in list(self._queues.values()):
             self._dispatch(q)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def ping(self) -> None:
         if not self._connected:
@@ -248,9 +275,7 @@ class MemoryBroker:
             delivery = self._deliver(q, q.ready.popleft())
             delivery.consumer = consumer
             consumer.in_flight += 1
-            task = asyncio.get_running_loop().create_task(consumer._cb(delivery))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(consumer._cb(delivery))
 
     # -- test helpers -------------------------------------------------------------
     @property

@@ -10,7 +10,8 @@
   turn for the settled run of delivery tags, single acks for the rest.
 - Delayed redelivery: a headers exchange routes a message by its delay tier to a
   queue with no consumers; the per-message TTL expires and the queue dead-letters it
-  into the direct retry exchange, which routes it back to the owning queue by name.
+  into the default exchange, which routes it back to the owning queue by name (its
+  routing key). Immediate sends go through the direct retry exchange.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
@@ -34,7 +35,14 @@ from aiormq.abc import DeliveredMessage
 
 from bus.abc import Delivery, Message, OnDelivery
 from bus.codec import encode
-from bus.errors import BrokerUnavailable, BusError, PublishNacked, Unroutable
+from bus.errors import (
+    BrokerUnavailable,
+    BusError,
+    PublishNacked,
+    PublishOutcomeUnknown,
+    Unroutable,
+    describe,
+)
 from bus.matching import validate_pattern
 from bus.rabbitmq_delivery import AckTracker, LeanQueue
 from schemas.envelope import Event
@@ -58,6 +66,22 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
     RuntimeError,  # aio-pika raises it for operations on a closed channel
+)
+
+#: Raised before the publish frames are queued (the channel is closed or reopening
+#: after a connection loss): the broker has not seen the message.
+_NOT_SENT: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.ChannelInvalidStateError,
+    RuntimeError,  # aio-pika: operation on a closed (robust, reopening) channel
+)
+#: Raised once the frames may have been queued: a confirm timeout (a connection blocked
+#: by a resource alarm keeps the frames and sends them later), or the connection or
+#: channel lost while waiting for the confirm. The broker may have taken the message.
+_OUTCOME_UNKNOWN: tuple[type[BaseException], ...] = (
+    asyncio.TimeoutError,
+    aiormq.exceptions.AMQPError,
+    ConnectionError,
+    OSError,
 )
 
 #: The dead-letter queue's own delivery limit. Listing dead letters takes them with
@@ -90,6 +114,11 @@ class _RabbitConsumer:
     ) -> None:
         self.queue = queue
         self._channel, self._tag, self._q, self._tracker = channel, tag, q, tracker
+
+    @property
+    def attached(self) -> bool:
+        """The consumer's channel is open (False while a robust reconnect is pending)."""
+        return not self._channel.is_closed
 
     async def cancel(self) -> None:
         try:
@@ -161,9 +190,17 @@ class RabbitBroker:
             raise BusError(_mismatch("the fixed topology", exc)) from exc
         except aiormq.exceptions.ProbableAuthenticationError as exc:
             raise BrokerUnavailable(f"RabbitMQ at {safe_url(self.url)} refused the login") from exc
+        except aiormq.exceptions.InvalidFrameError as exc:
+            # The broker answers Connection.Open with Connection.Close when the vhost does
+            # not exist or the user may not use it; aiormq drops the reply text.
+            vhost = unquote(urlsplit(self.url).path[1:]) or "/"
+            raise BrokerUnavailable(
+                f"RabbitMQ at {safe_url(self.url)} refused to open vhost {vhost!r}: it does"
+                " not exist or the user has no permission on it (check CODEBUS_AMQP_URL)"
+            ) from exc
         except _CONNECTION_ERRORS as exc:
             raise BrokerUnavailable(
-                f"cannot reach RabbitMQ at {safe_url(self.url)}: {exc or type(exc).__name__}"
+                f"cannot reach RabbitMQ at {safe_url(self.url)}: {describe(exc)}"
             ) from exc
 
     async def close(self) -> None:
@@ -174,14 +211,36 @@ class RabbitBroker:
             self._conn = None
 
     async def ping(self) -> None:
+        """Raise :class:`BrokerUnavailable` unless the broker answers and the connection
+        is not blocked by a resource alarm (RabbitMQ's ``connection.blocked``: while it
+        lasts, publishes - retry and dead-letter copies included - cannot be confirmed)."""
         if self._conn is None or self._conn.is_closed or self._admin is None:
             raise BrokerUnavailable(f"not connected to RabbitMQ at {safe_url(self.url)}")
+        if await self.blocked():
+            raise BrokerUnavailable(
+                f"RabbitMQ at {safe_url(self.url)} blocked this connection (resource alarm: "
+                f"memory or disk); publishes wait until it clears"
+            )
         try:
             await asyncio.wait_for(
                 self._admin.declare_exchange(self.names.events_exchange, passive=True), 5
             )
         except _CONNECTION_ERRORS as exc:
             raise BrokerUnavailable(f"RabbitMQ at {safe_url(self.url)} does not answer") from exc
+
+    async def blocked(self) -> bool:
+        """True while the broker has blocked the (open) connection. aiormq tracks the
+        connection.blocked / unblocked notifications behind ``ready()``, which waits
+        for both connected and unblocked."""
+        transport = self._conn.transport if self._conn is not None else None
+        amqp: Any = transport.connection if transport is not None else None
+        if amqp is None or not amqp.connected.is_set():
+            return False
+        try:
+            await asyncio.wait_for(asyncio.shield(amqp.ready()), 0.05)
+        except TimeoutError:
+            return True
+        return False
 
     # -- topology -----------------------------------------------------------------
     def _durable_queue_args(self, dead_letter_exchange: str | None) -> dict[str, Any]:
@@ -212,14 +271,27 @@ class RabbitBroker:
         await dead.bind(self._exchanges[n.dead_exchange], routing_key="")
         for tier in range(MIN_DELAY_TIER, MAX_DELAY_TIER + 1):
             q = await ch.declare_queue(
-                n.delay_queue(tier),
-                durable=True,
-                arguments=self._durable_queue_args(n.retry_exchange),
+                n.delay_queue(tier), durable=True, arguments=self.delay_queue_args()
             )
             await q.bind(
                 self._exchanges[n.delay_exchange],
                 arguments={"x-match": "all", HEADER_DELAY_TIER: str(tier)},
             )
+
+    def delay_queue_args(self) -> dict[str, Any]:
+        """Arguments of the delay queues: expired copies are dead-lettered to the DEFAULT
+        exchange, which routes by queue name - the copy's routing key is its owning
+        queue - and, unlike a declared exchange, always exists. A durable exchange
+        declared shortly before a broker crash can be missing after the restart (seen on
+        RabbitMQ 3.10 after kill -9) while the quorum queues survive; at-least-once
+        dead-lettering then parks the expired copies until its retry timer
+        (``dead_letter_worker_publisher_confirm_timeout``, 3 minutes) fires."""
+        args = self._durable_queue_args(None)
+        args["x-dead-letter-exchange"] = ""
+        if self.queue_type == "quorum":
+            args["x-dead-letter-strategy"] = "at-least-once"
+            args["x-overflow"] = "reject-publish"
+        return args
 
     def dead_letter_queue_args(self) -> dict[str, Any]:
         """Arguments of the dead-letter queue (see DEAD_LETTER_DELIVERY_LIMIT)."""
@@ -279,9 +351,18 @@ class RabbitBroker:
             raise PublishNacked(
                 f"RabbitMQ nacked the publish to {exchange!r}", event_id=message.message_id
             ) from exc
-        except _CONNECTION_ERRORS as exc:
+        except _NOT_SENT as exc:
             raise BrokerUnavailable(
-                f"publish to {exchange!r} not confirmed: {exc or type(exc).__name__}",
+                f"publish to {exchange!r} not sent: {describe(exc)}", event_id=message.message_id
+            ) from exc
+        except _OUTCOME_UNKNOWN as exc:
+            why = (
+                f"no confirm within {self.publish_timeout:g}s"
+                if isinstance(exc, asyncio.TimeoutError)
+                else describe(exc)
+            )
+            raise PublishOutcomeUnknown(
+                f"publish to {exchange!r} not confirmed ({why}); the broker may have taken it",
                 event_id=message.message_id,
             ) from exc
 

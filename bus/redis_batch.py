@@ -1,26 +1,32 @@
-"""Coalescing of small Redis Lua operations into one round trip.
+"""Coalescing of small Redis Lua operations into few round trips, pipelined.
 
 Operations are Lua functions ``function(key, a)`` on one key with a fixed number of
-arguments. Every operation queued while a batch is in flight goes out together in the
-next batch as ONE ``EVALSHA`` of a script that dispatches on an op code per key (like
-Nagle's algorithm: an idle batcher sends at the end of the current loop turn, so a lone
-call is not delayed; under load, batches grow by themselves). The inbox's claims,
-lease extensions and done-marks of dozens of deliveries then cost one command per
-round trip instead of one per message. The batch runs atomically. Keys travel inside
-the script's argument, so this needs a standalone Redis (not Cluster).
+arguments. The calls made during one event-loop turn go out together at the end of that
+turn as ONE ``EVALSHA`` of a script that dispatches on an op code per key, so the
+inbox's claims, lease extensions and done-marks of dozens of deliveries cost one command
+instead of one per message. Batches are pipelined on the batcher's own connection: a
+batch is written as soon as its turn ends, without waiting for the replies of the
+batches already in flight (Redis answers them in order; one reader task matches the
+replies to their batches). A call therefore waits for one round trip of its own, never
+behind another batch - a claim never queues behind a batch of done-marks. Only when
+``max_in_flight`` batches are unanswered do new calls wait, and then they coalesce into
+one larger batch (under overload, batches grow by themselves). Each batch runs
+atomically. Keys travel inside the script's argument, so this needs a standalone Redis
+(not Cluster).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # The whole batch travels as ONE argument: fields separated by the ASCII unit
@@ -60,19 +66,33 @@ class ScriptBatcher:
     """``await batcher.call(op_name, key, *args)``, batched across callers."""
 
     def __init__(
-        self, redis: aioredis.Redis, ops: Mapping[str, LuaOp], *, max_batch: int = 512
+        self,
+        redis: aioredis.Redis,
+        ops: Mapping[str, LuaOp],
+        *,
+        max_batch: int = 512,
+        max_in_flight: int = 8,
     ) -> None:
         self.redis = redis
         self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
         self._codes = {name: i + 1 for i, name in enumerate(ops)}
         self._nargs = {name: op.nargs for name, op in ops.items()}
         self._width = max(op.nargs for op in ops.values())
         table = ",\n".join(op.function.strip() for op in ops.values())
         self.source = f"local OPS = {{\n{table}\n}}\n{_DISPATCH}"
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
-        self._conn: Any = None  # one connection of its own: one batch is in flight at most
-        self._sender: asyncio.Task[None] | None = None  # sends batches while there are calls
-        self._queue: list[tuple[str, asyncio.Future[Any]]] = []
+        self._pipe: _Pipe | None = None  # the batcher's own connection, while it works
+        self._queue: list[tuple[str, asyncio.Future[Any]]] = []  # calls not sent yet
+        self._resend: list[_Batch] = []  # batches Redis answered NOSCRIPT, sent first
+        self._writer: asyncio.Task[None] | None = None  # sends while there are calls
+        self._room = asyncio.Event()  # set when a reply frees an in-flight slot
+        self._closing: set[asyncio.Task[Any]] = set()
+
+    @property
+    def _conn(self) -> Any:
+        """The current connection (None before the first call or after an error)."""
+        return self._pipe.conn if self._pipe is not None else None
 
     async def call(self, op: str, key: str, *args: Any) -> Any:
         """Run operation ``op`` on ``key``; raises what Redis raises for the batch."""
@@ -86,56 +106,167 @@ class ScriptBatcher:
         if record.count(SEP) != self._width + 1:
             raise ValueError(f"{op}: key and arguments must not contain the unit separator")
         self._queue.append((record, fut))
-        if self._sender is None:
-            # A new task first runs on the next loop iteration: the calls made during
-            # this turn go out together; later ones wait for the batch in flight.
-            self._sender = loop.create_task(self._send_all())
+        self._wake()
         return await fut
 
-    async def _send_all(self) -> None:
-        try:
-            while self._queue:
-                batch = self._queue[: self.max_batch]
-                self._queue = self._queue[self.max_batch :]
-                await self._execute(batch)
-        finally:
-            self._sender = None
-
-    async def _evalsha(self, blob: str) -> Any:
-        """EVALSHA on the batcher's own connection (made from the client's pool settings:
-        address, credentials, database, timeouts), skipping the pool checkout and the
-        client's command wrapper per batch. Dropped on a connection error; the next batch
-        connects again."""
-        conn = self._conn
-        if conn is None:
-            conn = self._conn = self.redis.connection_pool.make_connection()
-        try:
-            await conn.send_command("EVALSHA", self.sha, 0, blob, self._width)
-            return await conn.read_response()
-        except (RedisConnectionError, RedisTimeoutError, OSError, asyncio.CancelledError):
-            self._conn = None
-            await conn.disconnect()
-            raise
-
     async def aclose(self) -> None:
-        """Close the batcher's connection."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.disconnect()
+        """Close the batcher's connection (calls in flight fail) and wait for its tasks."""
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            await pipe.conn.disconnect()
+            if pipe.reader is not None:
+                await asyncio.gather(pipe.reader, return_exceptions=True)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
-    async def _execute(self, batch: list[tuple[str, asyncio.Future[Any]]]) -> None:
-        blob = SEP.join(record for record, _ in batch)
+    def _wake(self) -> None:
+        if self._writer is None:
+            # A new task first runs on the next loop iteration: the calls made during
+            # this turn go out together.
+            self._writer = asyncio.get_running_loop().create_task(self._write_all())
+
+    # -- writing --------------------------------------------------------------------
+    async def _write_all(self) -> None:
         try:
-            try:
-                results = await self._evalsha(blob)
-            except NoScriptError:
-                await self.redis.script_load(self.source)
-                results = await self._evalsha(blob)
-        except Exception as exc:  # every caller of the batch gets the error
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        for (_, fut), res in zip(batch, results, strict=True):
+            while self._queue or self._resend:
+                pipe = self._pipe
+                if pipe is None:
+                    pipe = self._pipe = _Pipe(self.redis.connection_pool.make_connection())
+                if len(pipe.in_flight) >= self.max_in_flight:
+                    self._room.clear()
+                    await self._room.wait()
+                    continue
+                if self._resend:
+                    batch = self._resend.pop(0)
+                else:
+                    batch = _Batch(self._queue[: self.max_batch])
+                    self._queue = self._queue[self.max_batch :]
+                await self._send(pipe, batch)
+        finally:
+            self._writer = None
+
+    async def _send(self, pipe: _Pipe, batch: _Batch) -> None:
+        """Write ``batch`` (after a SCRIPT LOAD when the connection is new or Redis lost
+        the script); on a write error the connection is dropped and everything in
+        flight on it fails."""
+        conn = pipe.conn
+        try:
+            if not conn.is_connected:
+                # Settings from the client's pool (address, credentials, database,
+                # timeouts); the handshake reads its own replies, before any reader
+                # runs. No health-check PING is ever sent on this connection: its reply
+                # would interleave with the pipelined ones.
+                await conn.connect()
+                # The client's socket timeout bounds each read here (see _read_all),
+                # not each write: redis-py would wrap every write in a task of its own.
+                pipe.read_timeout, conn.socket_timeout = conn.socket_timeout, None
+            if pipe.load_script:
+                pipe.load_script = False
+                self._expect(pipe, None)
+                await conn.send_packed_command(
+                    conn.pack_command("SCRIPT", "LOAD", self.source), check_health=False
+                )
+            self._expect(pipe, batch)
+            blob = SEP.join(record for record, _ in batch.calls)
+            await conn.send_packed_command(
+                conn.pack_command("EVALSHA", self.sha, 0, blob, self._width), check_health=False
+            )
+        except BaseException as exc:
+            batch.fail(exc)  # whether or not it was in flight yet
+            self._broken(pipe, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
+    def _expect(self, pipe: _Pipe, entry: _Batch | None) -> None:
+        pipe.in_flight.append(entry)
+        if pipe.reader is None:
+            pipe.reader = asyncio.get_running_loop().create_task(self._read_all(pipe))
+
+    # -- reading --------------------------------------------------------------------
+    async def _read_all(self, pipe: _Pipe) -> None:
+        """Match replies to the batches in flight on ``pipe``, in order."""
+        try:
+            while pipe.in_flight:
+                try:
+                    async with asyncio.timeout(pipe.read_timeout):  # a hung Redis
+                        reply: Any = await pipe.conn.read_response()
+                except ResponseError as exc:  # an error reply; the connection is fine
+                    reply = exc
+                except TimeoutError as exc:
+                    raise RedisTimeoutError(f"no reply from Redis in {pipe.read_timeout}s") from exc
+                entry = pipe.in_flight.popleft()
+                self._room.set()
+                if entry is None:
+                    continue  # SCRIPT LOAD (had it failed, the EVALSHA says NOSCRIPT)
+                if isinstance(reply, NoScriptError) and not entry.retried:
+                    # Redis lost its script cache (restart, SCRIPT FLUSH) but kept the
+                    # connection: load the script again and resend the batch once.
+                    entry.retried = True
+                    pipe.load_script = True
+                    self._resend.append(entry)
+                    self._wake()
+                elif isinstance(reply, Exception):
+                    entry.fail(reply)
+                else:
+                    try:
+                        entry.resolve(reply)
+                    except Exception as exc:  # not one result per call: fail, don't hang
+                        entry.fail(exc)
+        except BaseException as exc:  # the connection broke (or the batcher is closing)
+            self._broken(pipe, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            pipe.reader = None
+
+    def _broken(self, pipe: _Pipe, exc: BaseException) -> None:
+        """Fail every batch in flight on ``pipe`` and drop its connection; the next
+        batch connects again. Calls not sent yet stay queued for that connection."""
+        if self._pipe is pipe:
+            self._pipe = None
+            task = asyncio.get_running_loop().create_task(pipe.conn.disconnect())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        while pipe.in_flight:
+            entry = pipe.in_flight.popleft()
+            if entry is not None:
+                entry.fail(exc)
+        self._room.set()
+
+
+class _Pipe:
+    """One connection and the batches in flight on it, in the order Redis answers
+    them (None stands for the reply of a SCRIPT LOAD)."""
+
+    __slots__ = ("conn", "in_flight", "load_script", "read_timeout", "reader")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.in_flight: deque[_Batch | None] = deque()
+        self.reader: asyncio.Task[None] | None = None  # reads while batches are in flight
+        self.load_script = True
+        self.read_timeout: float | None = None  # the client's socket timeout
+
+
+class _Batch:
+    """The calls sent in one EVALSHA."""
+
+    __slots__ = ("calls", "retried")
+
+    def __init__(self, calls: list[tuple[str, asyncio.Future[Any]]]) -> None:
+        self.calls = calls
+        self.retried = False
+
+    def resolve(self, results: list[Any]) -> None:
+        if not isinstance(results, list) or len(results) != len(self.calls):
+            raise ValueError(f"Redis answered {results!r:.80} to a batch of {len(self.calls)}")
+        for (_, fut), res in zip(self.calls, results, strict=True):
             if not fut.done():
                 fut.set_result(res)
+
+    def fail(self, exc: BaseException) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            exc = RedisConnectionError("the inbox's Redis connection was closed")
+        for _, fut in self.calls:
+            if not fut.done():
+                fut.set_exception(exc)

@@ -22,8 +22,10 @@ class Worker:
     """Runs ``subscriptions`` on ``broker``.
 
     ``concurrency`` is the prefetch of each subscription's consumer: at most that many
-    deliveries of one queue are in flight. ``stop()`` stops taking work, waits up to
-    ``grace_period`` for in-flight deliveries, then cancels the rest (they are requeued).
+    deliveries of one queue are in flight. :meth:`check` is its readiness (consumers
+    attached, deliveries settling: see :meth:`problems` and ``stall_after``). ``stop()``
+    stops taking work, waits up to ``grace_period`` for in-flight deliveries, then
+    cancels the rest (they are requeued).
     """
 
     def __init__(
@@ -36,6 +38,7 @@ class Worker:
         deps: Mapping[str, Any] | None = None,
         grace_period: float = 30.0,
         source: str = "codebus",
+        stall_after: float = 300.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -49,6 +52,31 @@ class Worker:
         self._deps = dict(deps or {})
         self._source = source
         self.started = False
+        self.stall_after = stall_after
+
+    def problems(self) -> list[str]:
+        """Why the worker cannot make progress now (empty when it can): not started, a
+        consumer not attached (reconnect pending), or a subscription whose prefetch
+        window has been full for ``stall_after`` seconds without a delivery settling."""
+        if not self.started:
+            return ["worker not started"]
+        found = []
+        for handler, consumer in self._consumers:
+            if not getattr(consumer, "attached", True):
+                found.append(f"{handler.queue}: consumer not attached")
+            stalled = handler.stalled_for()
+            if stalled >= self.stall_after:
+                found.append(
+                    f"{handler.queue}: {handler.unsettled} deliveries in flight, none settled "
+                    f"for {stalled:.0f}s"
+                )
+        return found
+
+    async def check(self) -> None:
+        """Readiness check: raise with the :meth:`problems` when there are any."""
+        found = self.problems()
+        if found:
+            raise RuntimeError("; ".join(found))
 
     async def start(self) -> None:
         """Declare every subscription's queue and start consuming."""
@@ -64,6 +92,7 @@ class Worker:
                 source=self._source,
             )
             await self.broker.declare_queue(handler.queue, sub.patterns)
+            handler.prefetch = self.concurrency
             consumer = await self.broker.consume(handler.queue, handler, prefetch=self.concurrency)
             self._consumers.append((handler, consumer))
             log.info("consuming %s (%s)", handler.queue, ", ".join(sub.patterns))

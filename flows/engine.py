@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,13 +26,35 @@ from flows.executor import CallTool, execute
 from flows.machine import FlowEvent, decide
 from flows.store import Conflict, FlowStore
 from schemas.flows import FlowState
+from schemas.names import MAX_DELAY_TIER, MIN_DELAY_TIER
 
 MAX_CAS_ATTEMPTS = 20
 #: An executor's lease on a flow: kept alive while it works, so a killed worker blocks
 #: the flow for at most this long before another executor (or the sweeper) takes over.
 LEASE_SECONDS = 10.0
+#: Longest one action may run: a hung call must not hold a flow (and its lease) for ever;
+#: past this the delivery fails and is retried, and the sweeper drains the flow again.
+ACTION_TIMEOUT = 60.0
+
+log = logging.getLogger("codebus.flows")
 
 _IDS = uuid.UUID("0b5d6c9e-3f57-4d1f-9b8e-6a2c4f7d1e90")
+
+
+def hop_delay(delay: float) -> float:
+    """The delay to send a wake-up with: the largest power of two milliseconds not above
+    ``delay`` (below 128 ms: ``delay`` itself).
+
+    RabbitMQ expires per-message TTLs only at the head of a queue, so in one delay tier
+    (delays in [2^n, 2^(n+1)) ms) a wake-up waits behind any longer one sent before it:
+    up to a whole tier late (a 5-minute bake could last 9). Wake-ups of exactly 2^n ms
+    all carry the tier's smallest TTL and expire in order; the wake-up arrives early and
+    the flow re-arms for the rest (``decide``), in at most log2 hops, each on time.
+    """
+    ms = delay * 1000
+    if ms < 2 ** (MIN_DELAY_TIER + 1):
+        return max(0.0, delay)
+    return float(2 ** min(MAX_DELAY_TIER, math.floor(math.log2(ms)))) / 1000
 
 
 def action_event_id(flow_id: str, seq: int, attempt: str = "") -> str:
@@ -90,24 +114,28 @@ class FlowEngine:
             token = await self.store.acquire(flow_id, LEASE_SECONDS)
             if token is None:
                 return False  # the holder re-reads the outbox after releasing
-            keeper = asyncio.create_task(self._keep(flow_id, token))
+            stop = asyncio.Event()
+            keeper = asyncio.create_task(self._keep(flow_id, token, stop))
             try:
                 await self._drain(flow_id, ports)
             finally:
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keeper
+                # Stopped, not cancelled: cancelling a Redis command half-way can leave its
+                # pooled connection with an unread reply for the next user.
+                stop.set()
+                await keeper
                 await self.store.release(flow_id, token)
             state = await self.store.load(flow_id)
             if state is None or not state.outbox:
                 return True
 
-    async def _keep(self, flow_id: str, token: str) -> None:
-        """Extend the lease every third of its life while the drain runs."""
-        while True:
-            await asyncio.sleep(LEASE_SECONDS / 3)
-            with contextlib.suppress(Exception):  # a missed extension only shortens it
-                await self.store.extend(flow_id, token, LEASE_SECONDS)
+    async def _keep(self, flow_id: str, token: str, stop: asyncio.Event) -> None:
+        """Extend the lease every third of its life until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), LEASE_SECONDS / 3)
+            except TimeoutError:
+                with contextlib.suppress(Exception):  # a missed extension only shortens it
+                    await self.store.extend(flow_id, token, LEASE_SECONDS)
 
     async def _drain(self, flow_id: str, ports: Ports) -> None:
         while True:
@@ -117,7 +145,19 @@ class FlowEngine:
             action = state.outbox[0]
             kind = action["kind"]
             if kind == "run":
-                result = await execute(state, action, ports.call_tool, self.clock())
+                try:
+                    result = await asyncio.wait_for(
+                        execute(state, action, ports.call_tool, self.clock()), ACTION_TIMEOUT
+                    )
+                except TimeoutError:
+                    log.warning(
+                        "flow %s: %s of step %s ran over %.0f s; given up, to be retried",
+                        flow_id,
+                        action["op"],
+                        action["step"],
+                        ACTION_TIMEOUT,
+                    )
+                    raise
                 await self.apply(flow_id, result)  # removes the action, decides what next
                 continue
             if kind == "emit":
@@ -130,7 +170,7 @@ class FlowEngine:
                     flow_id,
                     action["timer"],
                     token,
-                    float(action["delay"]),
+                    hop_delay(float(action["delay"])),
                     action_event_id(flow_id, action["seq"]),
                 )
             await self._done(flow_id, action["seq"])

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from flows.engine import FlowEngine, Ports, action_event_id
 from flows.machine import StallCheck
 
+#: Newest flows the reconciler looks at per sweep (each is one Redis read).
+STALL_SCAN_LIMIT = 1000
+
 
 @dataclass
 class SweepReport:
@@ -50,7 +53,7 @@ async def sweep(
                 report.rewoken += 1
         if state.outbox and state.updated_at <= now - grace and await engine.drain(flow_id, ports):
             report.drained += 1
-    async for state in engine.store.all():
+    async for state in engine.store.all(limit=STALL_SCAN_LIMIT):
         if state.terminal:
             continue
         report.live += 1

@@ -16,14 +16,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from schemas.errors import SchemaError
+from schemas.errors import ConfigError, SchemaError
 from schemas.gateway_config import GatewayConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class ConfigError(ValueError):
-    """The configuration file cannot be read or is invalid; the message names the field."""
 
 
 def expand_env(value: Any, environ: Mapping[str, str] | None = None) -> Any:

@@ -2,6 +2,7 @@
 
 SchemaError(ValueError)       a payload, envelope or argument set is invalid
 └── UnknownEventType          no payload model is registered for an event type
+ConfigError(ValueError)       settings or a configuration file are invalid
 """
 
 from __future__ import annotations
@@ -31,3 +32,8 @@ class SchemaError(ValueError):
 
 class UnknownEventType(SchemaError):
     """The event type has no registered payload model."""
+
+
+class ConfigError(ValueError):
+    """Configuration (``CODEBUS_*`` settings, a tools or gateway file, a unit) is invalid;
+    the message names each offending variable or field. The CLI exits 3 on it."""

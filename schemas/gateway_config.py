@@ -11,7 +11,8 @@ One document (YAML or JSON, loaded by ``gateway.config.load_config``) holds:
 - ``ssrf_allowed_cidrs``: address ranges outbound delivery may reach although they are
   internal (loopback, private, ...).
 
-Patterns use RabbitMQ topic semantics (:func:`topic_matches`). Pure data: no I/O.
+Patterns use RabbitMQ topic semantics (:mod:`schemas.topics`, shared with the bus).
+Pure data: no I/O.
 """
 
 from __future__ import annotations
@@ -31,11 +32,10 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.topics import EVENT_TYPE_RE, topic_matches, validate_pattern
 from schemas.webhooks import decode_secret
 
 _NAME = r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$"
-_PATTERN_WORD = re.compile(r"^([a-z0-9_]+|\*|#)$")
-_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _PATH = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -43,30 +43,6 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_IDEMPOTENCY_TTL = 24 * 3600
 #: Without a timestamp in GitHub's scheme, the replay window is how long ids are kept.
 DEFAULT_GITHUB_REPLAY_TTL = 7 * 24 * 3600
-
-
-def topic_matches(pattern: str, routing_key: str) -> bool:
-    """RabbitMQ topic matching: ``*`` is exactly one word, ``#`` zero or more words."""
-    pat, words = pattern.split("."), routing_key.split(".")
-    # reachable[j]: the pattern prefix consumed so far can end right before word j.
-    # Dynamic programming keeps many '#' linear instead of exponential.
-    reachable = [True] + [False] * len(words)
-    for p in pat:
-        if p == "#":
-            for j in range(1, len(words) + 1):
-                reachable[j] = reachable[j] or reachable[j - 1]
-        else:
-            reachable = [False] + [
-                reachable[j] and (p == "*" or p == words[j]) for j in range(len(words))
-            ]
-    return reachable[len(words)]
-
-
-def validate_pattern(pattern: str) -> str:
-    """A topic pattern made of dot-separated words, ``*`` or ``#``."""
-    if not pattern or not all(_PATTERN_WORD.match(w) for w in pattern.split(".")):
-        raise ValueError(f"{pattern!r} is not a topic pattern (words, '*' or '#' joined by '.')")
-    return pattern
 
 
 class _Strict(BaseModel):
@@ -113,7 +89,7 @@ class MappingRule(_Strict):
     @field_validator("type")
     @classmethod
     def _type(cls, value: str) -> str:
-        if not _EVENT_TYPE.match(value):
+        if not EVENT_TYPE_RE.match(value):
             raise ValueError("must be a dotted event type such as 'deployment.requested'")
         return value
 

@@ -20,6 +20,8 @@ from bus.middleware import (
     Middleware,
     RetriesMiddleware,
 )
+from bus.middleware.loop_lag import FreezeStartupHeap, LoopLagMonitor
+from bus.middleware.metrics import InboxWaits
 from bus.rabbitmq import RabbitBroker
 from bus.retry import RetryPolicy
 from bus.runtime import Worker
@@ -32,6 +34,10 @@ log = logging.getLogger("codebus.worker")
 
 class RedisUnavailable(ConnectionError):
     """Redis cannot be reached; the message says where."""
+
+
+class PortUnavailable(OSError):
+    """The health/metrics port cannot be bound (taken, or not allowed)."""
 
 
 def safe_redis_url(url: str) -> str:
@@ -85,15 +91,20 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 def make_middleware(
     settings: Settings, redis: aioredis.Redis, registry: CollectorRegistry
 ) -> list[Middleware]:
-    """Logging, metrics, idempotency (Redis inbox), retries - in that order."""
+    """Logging, metrics, retries, idempotency (Redis inbox) - in that order: after-hooks
+    run in reverse, so a commit the inbox cannot apply still goes to the retry policy.
+    Before them, lifecycle-only hooks: the event-loop lag monitor and the start-up heap
+    freeze."""
     inbox = Inbox(
         redis, settings.names, lease=settings.inbox_lease, retention=settings.inbox_retention
     )
     return [
+        LoopLagMonitor(registry),
+        FreezeStartupHeap(),
         LoggingMiddleware(),
         MetricsMiddleware(registry),
-        IdempotencyMiddleware(inbox),
         RetriesMiddleware(retry_policy(settings)),
+        IdempotencyMiddleware(inbox, waits=InboxWaits(registry).observe),
     ]
 
 
@@ -123,11 +134,26 @@ async def run_unit(
             },
             grace_period=settings.grace_period,
             source=settings.source,
+            stall_after=settings.stall_after,
         )
         runner = None
         if settings.http_port:
-            app = http.health_app(registry, {"broker": broker.ping, "redis": redis.ping})
-            runner = await http.serve(app, settings.http_host, settings.http_port)
+            # Ready = the dependencies answer AND the worker makes progress (consumers
+            # attached, deliveries settling, connection not blocked by an alarm).
+            checks: dict[str, http.Check] = {
+                "broker": broker.ping,
+                "redis": redis.ping,
+                "worker": worker.check,
+            }
+            app = http.health_app(registry, checks)
+            try:
+                runner = await http.serve(app, settings.http_host, settings.http_port)
+            except OSError as exc:
+                where = f"{settings.http_host}:{settings.http_port}"
+                raise PortUnavailable(
+                    f"cannot serve health/metrics on {where}: {exc.strerror or exc}"
+                    " (set CODEBUS_HTTP_PORT to a free port, or 0 for none)"
+                ) from exc
         log.info("unit %s started (concurrency %d)", unit.name, settings.concurrency)
         try:
             await worker.run_until_signalled()

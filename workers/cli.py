@@ -1,7 +1,8 @@
 """The ``codebus`` command line: one root group, commands in their own modules.
 
-Errors people can act on (unreachable broker or Redis, bad configuration, an invalid
-event) print one line and exit 2 instead of a traceback.
+Errors people can act on print one line instead of a traceback, with an exit status
+that says what to fix: 2 the command line, 3 the configuration, 4 a service (see
+``workers.cli_support.EXIT_CODES_HELP``, shown by ``codebus --help``).
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ import sys
 
 import click
 
-from workers.cli_support import LazyObj
+from workers.cli_support import EXIT_CODES_HELP, LazyObj
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(package_name="codebus")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """codebus: event-driven workers for infrastructure automation.
 
     Configure with CODEBUS_* environment variables (CODEBUS_AMQP_URL,
-    CODEBUS_REDIS_URL, CODEBUS_CONCURRENCY, ...); see the README.
+    CODEBUS_REDIS_URL, CODEBUS_CONCURRENCY, ...); see the README. Shell completion:
+    eval "$(_CODEBUS_COMPLETE=bash_source codebus)" (zsh_source, fish_source).
     """
     # The connection libraries log tracebacks for refused connections; commands report
     # those as one line themselves (`codebus worker` reconfigures logging).

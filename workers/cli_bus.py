@@ -9,17 +9,44 @@ from datetime import datetime
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
 from bus.abc import Delivery
 from bus.router import describe
 from schemas.envelope import Event, new_event
 from schemas.events import EVENT_TYPES, validate_payload
 from workers.cli_support import CliError, dump, friendly, run_async, settings_of
+from workers.settings import ConfigError
 from workers.units import UNITS, get_unit
 
 
+def complete_units(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion of worker unit names."""
+    return [
+        CompletionItem(n, help=u.description) for n, u in UNITS.items() if n.startswith(incomplete)
+    ]
+
+
+def complete_event_types(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion of the known event types."""
+    return [CompletionItem(t) for t in sorted(EVENT_TYPES) if t.startswith(incomplete)]
+
+
+def complete_patterns(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion of topic patterns: '#', each family's ``family.*`` and each type."""
+    families = sorted({t.split(".", 1)[0] + ".*" for t in EVENT_TYPES})
+    every = ["#", *families, *sorted(EVENT_TYPES)]
+    return [CompletionItem(p) for p in every if p.startswith(incomplete)]
+
+
 @click.command()
-@click.argument("unit")
+@click.argument("unit", shell_complete=complete_units)
 @click.option("--concurrency", type=click.IntRange(1, 10_000), help="Prefetch per subscription.")
 @click.pass_context
 @friendly
@@ -35,16 +62,26 @@ def worker(ctx: click.Context, unit: str, concurrency: int | None) -> None:
     settings = settings_of(ctx)
     if concurrency:
         settings = settings.model_copy(update={"concurrency": concurrency})
-    the_unit = get_unit(unit)
+    try:
+        the_unit = get_unit(unit)
+    except ConfigError as exc:  # a misspelt UNIT argument: a usage error, not config
+        raise CliError(str(exc)) from None
+    tools_file = load_tools_file(settings.tools_config)
+    guards = guard_config(tools_file)
+    if unit not in guards.roles:
+        # Checked before connecting: otherwise the toolbox refuses the role at start-up
+        # with a ToolPermissionDenied traceback.
+        raise ConfigError(
+            f"unit {unit!r} has no tool role: declare the tools it may call under"
+            f" guards.roles.{unit} in the tools file (CODEBUS_TOOLS_CONFIG), e.g."
+            f" `{unit}: []` for none"
+        )
     configure(settings.log_level, settings.log_format)
 
     async def main() -> None:
-        tools_file = load_tools_file(settings.tools_config)
         servers = configured_servers(settings.fake_tools, tools_file)
         redis = await connect_redis(settings.redis_url)
-        toolbox = build_toolbox(
-            servers, redis, settings.names, guard_config(tools_file), f"worker/{unit}"
-        )
+        toolbox = build_toolbox(servers, redis, settings.names, guards, f"worker/{unit}")
         deps: dict[str, object] = {"toolbox": toolbox.as_role(unit)}
         deps.update(the_unit.extra_deps(settings, redis))
         try:
@@ -77,7 +114,7 @@ def units(as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("event_type")
+@click.argument("event_type", shell_complete=complete_event_types)
 @click.option("--data", "data_json", required=True, help="The payload, a JSON object.")
 @click.option("--subject", help="CloudEvents subject.")
 @click.option("--source", help="CloudEvents source (default: CODEBUS_SOURCE).")
@@ -141,8 +178,18 @@ def format_event(event: Event) -> str:
     return f"{when} {event.type:<26} {event.id[:8]} corr={corr} {data}"
 
 
+def tail_line(body: bytes, message_id: str | None, *, as_json: bool) -> str:
+    """What `codebus tail` prints for one message: JSON with only the attributes that
+    were on the wire (no ``null`` for absent optional ones), or one readable line."""
+    try:
+        ev = Event.from_json(body)
+        return ev.model_dump_json(exclude_unset=True) if as_json else format_event(ev)
+    except Exception as exc:  # a tap shows whatever is published, even garbage
+        return f"(undecodable message {message_id}: {exc})"
+
+
 @click.command()
-@click.argument("patterns", nargs=-1)
+@click.argument("patterns", nargs=-1, shell_complete=complete_patterns)
 @click.option("--json", "as_json", is_flag=True, help="Print each event as JSON.")
 @click.option("--count", type=click.IntRange(1), help="Exit after this many events.")
 @click.pass_context
@@ -170,12 +217,7 @@ def tail(ctx: click.Context, patterns: tuple[str, ...], as_json: bool, count: in
 
         async def show(d: Delivery) -> None:
             nonlocal seen
-            try:
-                ev = Event.from_json(d.message.body)
-                line = ev.model_dump_json() if as_json else format_event(ev)
-            except Exception as exc:
-                line = f"(undecodable message {d.message.message_id}: {exc})"
-            click.echo(line)
+            click.echo(tail_line(d.message.body, d.message.message_id, as_json=as_json))
             sys.stdout.flush()
             await d.ack()
             seen += 1
@@ -263,11 +305,16 @@ def topology(ctx: click.Context, declare: bool, as_json: bool) -> None:
 
 @click.command()
 def demo() -> None:
-    """Run the whole system in one process on embedded defaults and show a deployment
-    flowing end to end (in-memory broker, fakeredis, fake tool servers)."""
+    """Run the whole system in one process on embedded defaults (in-memory broker,
+    fakeredis, fake tool servers): deployments (rolling, a canary rolled back on a metric
+    breach, a blue-green promoted after approval), then the guide's pipeline failing at its
+    scan step and its saga compensated in reverse order."""
     from workers.demo import run_demo
+    from workers.demo_workflows import run_workflows_demo
 
     code = asyncio.run(run_demo(sys.stdout))
+    sys.stdout.write("\n")
+    code = asyncio.run(run_workflows_demo(sys.stdout)) or code
     sys.exit(code)
 
 

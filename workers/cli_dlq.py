@@ -29,6 +29,14 @@ def _with_broker(ctx: click.Context, op: Callable[[Broker], Awaitable[T]]) -> T:
     return run_async(main())
 
 
+def oldest_first(items: list[deadletters.DeadLetterInfo]) -> list[deadletters.DeadLetterInfo]:
+    """Sorted by when each died, then id. The queue's own order is no guide: fetching
+    and requeueing the letters to list them reorders the queue (on a quorum queue a
+    requeued message goes to the back), so the order would change on every call.
+    Letters the broker dead-lettered itself carry no time and come first."""
+    return sorted(items, key=lambda i: (i.dead_at or "", i.message_id or ""))
+
+
 @click.group()
 def dlq() -> None:
     """Inspect and recover dead-lettered events."""
@@ -41,7 +49,7 @@ def dlq() -> None:
 @friendly
 def list_(ctx: click.Context, limit: int, as_json: bool) -> None:
     """List dead letters, oldest first (they stay in the queue)."""
-    items = _with_broker(ctx, lambda b: deadletters.list_dead_letters(b, limit))
+    items = oldest_first(_with_broker(ctx, lambda b: deadletters.list_dead_letters(b, limit)))
     if as_json:
         click.echo(dump([i.as_dict() for i in items]))
         return

@@ -27,6 +27,7 @@ from gateway.server import GatewayServer
 from schemas.gateway_config import GatewayConfig, SourceKind
 from schemas.names import DEFAULT_NAMES, Names
 from tools.webhooks.log import DeliveryLog, DeliveryRecord
+from workers.cli_support import CliConfigError, CliError, run_async
 
 log = logging.getLogger("codebus.gateway")
 
@@ -172,9 +173,12 @@ def gateway_command(
         config = load_config(path)
         amqp = _required(amqp_url or _obj(ctx, "amqp_url"), "RabbitMQ URL", "--amqp-url")
         redis_url = _required(redis_url or _obj(ctx, "redis_url"), "Redis URL", "--redis-url")
-        asyncio.run(_run(config, amqp, redis_url, _names(ctx), host, port))
-    except (ConfigError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        # run_async: an unreachable broker or Redis is one line with exit status 4.
+        run_async(_run(config, amqp, redis_url, _names(ctx), host, port))
+    except ConfigError as exc:
+        raise CliConfigError(str(exc)) from exc
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
 
 
 @click.group("webhooks")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -12,15 +13,53 @@ import click
 
 from bus.errors import BusError
 from schemas.errors import SchemaError
-from workers.settings import ConfigError, Settings, load_settings
+from workers.settings import ConfigError, Settings, load_settings, unknown_variables
 
 T = TypeVar("T")
 
+#: Exit statuses (documented in ``codebus --help`` and the README): a script can tell
+#: "fix the command line" from "fix the configuration" from "try again later".
+EXIT_USAGE = 2  # bad arguments or input on the command line (click's own usage code)
+EXIT_CONFIG = 3  # CODEBUS_* settings, a config file or a unit definition is wrong
+EXIT_SERVICE = 4  # RabbitMQ or Redis unreachable or refusing, a port already in use
+
+EXIT_CODES_HELP = f"""\b
+Exit status:
+  0  success
+  1  unexpected error (a bug: please report the traceback)
+  {EXIT_USAGE}  usage error: bad arguments, options or --data
+  {EXIT_CONFIG}  configuration error: CODEBUS_* variables, config files, units
+  {EXIT_SERVICE}  service error: RabbitMQ or Redis unreachable or refusing, port in use
+"""
+
 
 class CliError(click.ClickException):
-    """An error the operator can act on: printed as one line, exit status 2."""
+    """A bad argument or input the operator can fix: one line, exit status 2."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
+
+
+class CliConfigError(CliError):
+    """The configuration is wrong: one line naming what to change, exit status 3."""
+
+    exit_code = EXIT_CONFIG
+
+
+class CliServiceError(CliError):
+    """A service is unreachable or refuses (or a port is taken): one line, exit status 4."""
+
+    exit_code = EXIT_SERVICE
+
+
+def as_cli_error(exc: Exception) -> CliError:
+    """The one-line CLI error (with its exit status) for an error codebus raises."""
+    from workers.app import PortUnavailable, RedisUnavailable
+
+    if isinstance(exc, ConfigError):
+        return CliConfigError(str(exc))
+    if isinstance(exc, BusError | RedisUnavailable | PortUnavailable):
+        return CliServiceError(str(exc))
+    return CliError(str(exc))
 
 
 _LAZY = ("settings", "amqp_url", "redis_url", "names", "toolbox_factory", "config_path")
@@ -33,6 +72,8 @@ class LazyObj(dict[str, Any]):
 
     def __missing__(self, key: str) -> Any:
         if key == "settings":
+            for warning in unknown_variables(os.environ):
+                click.echo(f"warning: {warning}", err=True)
             value: Any = load_settings()
         elif key in ("amqp_url", "redis_url"):
             value = getattr(self["settings"], key)
@@ -81,12 +122,12 @@ def settings_of(ctx: click.Context) -> Settings:
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro``; connection, configuration and validation errors become CliError."""
-    from workers.app import RedisUnavailable
+    from workers.app import PortUnavailable, RedisUnavailable
 
     try:
         return asyncio.run(coro)
-    except (BusError, RedisUnavailable, ConfigError, SchemaError) as exc:
-        raise CliError(str(exc)) from None
+    except (BusError, RedisUnavailable, PortUnavailable, ConfigError, SchemaError) as exc:
+        raise as_cli_error(exc) from None
 
 
 def friendly(func: Callable[..., T]) -> Callable[..., T]:
@@ -97,7 +138,7 @@ def friendly(func: Callable[..., T]) -> Callable[..., T]:
         try:
             return func(*args, **kwargs)
         except (ConfigError, SchemaError) as exc:
-            raise CliError(str(exc)) from None
+            raise as_cli_error(exc) from None
 
     return wrapper
 

@@ -12,7 +12,6 @@ The main CLI wires these groups in and fills the click context object with:
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ from schemas.names import DEFAULT_NAMES, Names
 from tools.guards.breaker import BreakerStatus, BreakerStore
 from tools.guards.cache import ResultCache
 from tools.registry import ToolInfo
+from workers.cli_support import run_async
 
 T = TypeVar("T")
 
@@ -54,7 +54,7 @@ def tools_group() -> None:
 def list_tools(ctx: click.Context, as_json: bool) -> None:
     """List every tool with its description."""
     factory = _obj(ctx, "toolbox_factory")
-    infos = asyncio.run(_load_tools(factory))
+    infos = run_async(_load_tools(factory))
     if as_json:
         payload = [
             {
@@ -100,7 +100,7 @@ def invalidate(ctx: click.Context, tool_names: tuple[str, ...], everything: bool
     obj = ctx.find_root().obj or {}
     if tool_names and "toolbox_factory" in obj:
         # Check the names first, so that a typo is an error and not "0 deleted".
-        known = {info.name for info in asyncio.run(_load_tools(obj["toolbox_factory"]))}
+        known = {info.name for info in run_async(_load_tools(obj["toolbox_factory"]))}
         unknown = [name for name in tool_names if name not in known]
         if unknown:
             raise click.UsageError(f"unknown tool(s): {', '.join(unknown)}")
@@ -111,7 +111,7 @@ def invalidate(ctx: click.Context, tool_names: tuple[str, ...], everything: bool
             return [("all tools", await cache.invalidate_all())]
         return [(name, await cache.invalidate(name)) for name in tool_names]
 
-    for name, count in asyncio.run(_with_redis(ctx, drop)):
+    for name, count in run_async(_with_redis(ctx, drop)):
         click.echo(f"{name}: {count} cached result(s) deleted")
 
 
@@ -121,9 +121,11 @@ def breaker_group() -> None:
 
 
 async def _with_redis(ctx: click.Context, action: Callable[[Any], Awaitable[T]]) -> T:
-    import redis.asyncio as aioredis
+    from workers.app import connect_redis
 
-    client = aioredis.Redis.from_url(_obj(ctx, "redis_url"))
+    # connect_redis pings first: an unreachable Redis is RedisUnavailable (one line,
+    # credentials removed) instead of a redis-py traceback from the first command.
+    client = await connect_redis(_obj(ctx, "redis_url"))
     try:
         return await action(client)
     finally:
@@ -143,7 +145,7 @@ def _fmt_seconds(value: float | None) -> str:
 @click.pass_context
 def breaker_status(ctx: click.Context, as_json: bool) -> None:
     """Show state, consecutive failures and time open of every server's breaker."""
-    rows: list[BreakerStatus] = asyncio.run(_with_store(ctx, lambda s: s.status_all()))
+    rows: list[BreakerStatus] = run_async(_with_store(ctx, lambda s: s.status_all()))
     if as_json:
         click.echo(json.dumps([row.__dict__ for row in rows], indent=2))
         return
@@ -167,7 +169,7 @@ def breaker_status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def breaker_reset(ctx: click.Context, server: str) -> None:
     """Close SERVER's breaker and clear its failure count."""
-    existed = asyncio.run(_with_store(ctx, lambda s: s.reset(server)))
+    existed = run_async(_with_store(ctx, lambda s: s.reset(server)))
     if existed:
         click.echo(f"breaker of {server} reset (closed)")
     else:

@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from bus.errors import describe
+
 Check = Callable[[], Awaitable[object]]  # raises when the dependency is not ready
 
 
@@ -26,7 +28,7 @@ def health_app(registry: CollectorRegistry, checks: dict[str, Check]) -> web.App
                 results[name] = "ok"
             except Exception as exc:
                 ok = False
-                results[name] = f"error: {exc or type(exc).__name__}"
+                results[name] = f"error: {describe(exc)}"
         return web.json_response(
             {"status": "ok" if ok else "unavailable", "checks": results}, status=200 if ok else 503
         )
@@ -47,5 +49,9 @@ async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
     """Start serving ``app``; the caller cleans the runner up."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()  # the caller never gets the runner to clean up
+        raise
     return runner

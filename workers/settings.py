@@ -6,17 +6,18 @@ A bad value stops the process with one line naming the variable, e.g.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.errors import ConfigError
 from schemas.names import Names
 
-
-class ConfigError(ValueError):
-    """Configuration is invalid; the message names each offending variable."""
+__all__ = ["ConfigError", "Settings", "load_settings", "unknown_variables"]
 
 
 class Settings(BaseSettings):
@@ -40,6 +41,9 @@ class Settings(BaseSettings):
     retry_max_delay: float = Field(300.0, ge=0, le=4000)
     inbox_lease: float = Field(30.0, gt=0, le=3600)
     inbox_retention: float = Field(7 * 24 * 3600.0, gt=0)
+    stall_after: float = Field(
+        300.0, gt=0, le=86_400, description="not ready: prefetch full, nothing settled this long"
+    )
     http_host: str = "0.0.0.0"
     http_port: int = Field(9464, ge=0, le=65535, description="health + metrics; 0 = off")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -92,3 +96,37 @@ def load_settings(**overrides: object) -> Settings:
             field = ".".join(str(p) for p in err.get("loc", ()))
             lines.append(f"CODEBUS_{field.upper()}: {err.get('msg')}")
         raise ConfigError("invalid configuration: " + "; ".join(lines)) from None
+
+
+#: ``CODEBUS_*`` variables read outside :class:`Settings` (the gateway command's options,
+#: the service scripts). A variable read elsewhere belongs here, or it is warned about.
+OTHER_VARIABLES = frozenset(
+    {
+        "CODEBUS_GATEWAY_HOST",
+        "CODEBUS_GATEWAY_PORT",
+        "CODEBUS_SERVICES_DIR",
+        "CODEBUS_RABBITMQ_HOME",
+    }
+)
+#: Prefixes of variables owned by something else (the test harness).
+OTHER_PREFIXES = ("CODEBUS_TEST_",)
+
+
+def known_variables() -> frozenset[str]:
+    """Every ``CODEBUS_*`` variable codebus reads."""
+    fields = {f"CODEBUS_{name.upper()}" for name in Settings.model_fields}
+    return frozenset(fields) | OTHER_VARIABLES
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One message per ``CODEBUS_*`` variable in ``environ`` that codebus does not read
+    (a typo is otherwise silently ignored), naming the closest valid variable."""
+    known = known_variables()
+    messages = []
+    for name in sorted(environ):
+        if not name.startswith("CODEBUS_") or name in known or name.startswith(OTHER_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        messages.append(f"{name} is not a codebus variable{hint}")
+    return messages

@@ -3,17 +3,23 @@
 Fail closed: while Redis is unreachable the handler never runs; the delivery is held
 (unacked, so the prefetch window throttles intake) and the claim retried with backoff;
 at shutdown it is requeued. Nothing is acked unprocessed.
+
+A commit effect that cannot be applied (``bus.effects``) turns the outcome into
+:class:`Failed`: install this middleware AFTER :class:`RetriesMiddleware` in the list
+(its after-hook then runs first) so the failure goes through the retry policy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
-from bus.errors import InboxUnavailable
+from bus.errors import EffectFailed, InboxUnavailable
 from bus.inbox import AlreadyDone, Busy, Claimed, Inbox, LeaseLost
 from bus.middleware.base import Middleware, Processing
-from bus.outcome import Defer, Done, Outcome, Requeue
+from bus.outcome import Defer, Done, Failed, Outcome, Requeue
 
 log = logging.getLogger("codebus.bus.idempotency")
 
@@ -21,15 +27,32 @@ log = logging.getLogger("codebus.bus.idempotency")
 class IdempotencyMiddleware(Middleware):
     """Claim before the handler, done-mark (with the handler's Redis effects) after."""
 
-    def __init__(self, inbox: Inbox, *, max_backoff: float = 5.0) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        *,
+        max_backoff: float = 5.0,
+        max_defer: float = 5.0,
+        waits: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.inbox = inbox
         self.max_backoff = max_backoff
+        # Told how long each delivery waited for its claim and for its completion
+        # (e.g. InboxWaits.observe): the inbox's share of a delivery's latency.
+        self.waits = waits
+        # A busy claim is looked at again after at most this long, not after the whole
+        # remaining lease: a redelivery that raced its predecessor's release runs soon.
+        self.max_defer = max_defer
 
     async def _hold(self, p: Processing, what: str, op):  # type: ignore[no-untyped-def]
         delay = 0.05
+        started = time.perf_counter()
         while True:
             try:
-                return await op()
+                result = await op()
+                if self.waits is not None:
+                    self.waits(what, time.perf_counter() - started)
+                return result
             except InboxUnavailable as exc:
                 if p.stopping.is_set():
                     raise
@@ -52,25 +75,40 @@ class IdempotencyMiddleware(Middleware):
         if isinstance(result, AlreadyDone):
             return Done(duplicate=True)
         if isinstance(result, Busy):
-            return Defer(result.retry_after + 0.05, "another delivery holds the claim")
+            delay = min(result.retry_after, self.max_defer) + 0.05
+            return Defer(delay, "another delivery holds the claim")
         assert isinstance(result, Claimed)
         p.state["claim"] = result  # the inbox keeps its lease alive until completion
         return None
 
     async def after_process(self, p: Processing, outcome: Outcome) -> Outcome:
-        claim = p.state.pop("claim", None)
+        # The claim leaves p.state only once this hook is through with it: if the
+        # delivery is cancelled meanwhile, the consumer runs this hook again with a
+        # Requeue outcome, which releases it.
+        claim = p.state.get("claim")
         if claim is None:
             return outcome
         if isinstance(outcome, Done):
             effects = p.ctx.effects if p.ctx is not None else []
+            event_id = p.event.id if p.event is not None else None
             try:
-                await self._hold(p, "complete", lambda: self.inbox.complete(claim, effects))
+                await self._hold(
+                    p, "complete", lambda: self.inbox.complete(claim, effects, event_id=event_id)
+                )
+            except EffectFailed as exc:
+                # Nothing of the commit was written: a failed attempt like a handler
+                # error (retry policy, then dead letter with this reason).
+                log.warning("commit of %s failed: %s", claim.key, exc)
+                outcome = Failed(exc, retryable=not exc.permanent)
+                await self.inbox.release(claim)
             except LeaseLost:
                 log.warning(
                     "lease on %s expired before completion; another delivery owns it", claim.key
                 )
             except InboxUnavailable:
-                return Requeue("could not record completion before shutdown")
-            return outcome
-        await self.inbox.release(claim)
+                outcome = Requeue("could not record completion before shutdown")
+                await self.inbox.release(claim)
+        else:
+            await self.inbox.release(claim)
+        del p.state["claim"]
         return outcome

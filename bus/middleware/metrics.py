@@ -63,3 +63,23 @@ class MetricsMiddleware(Middleware):
         self.processed.labels(sub, outcome_label(outcome)).inc()
         self.duration.labels(sub).observe(time.perf_counter() - p.started)
         return outcome
+
+
+class InboxWaits:
+    """``codebus_inbox_wait_seconds{operation}``: how long a delivery waits for its
+    inbox claim (before the handler) and for its done-mark (after it, before the ack),
+    Redis outages included. Passed to :class:`IdempotencyMiddleware` as ``waits``."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.histogram = Histogram(
+            "codebus_inbox_wait_seconds",
+            "Time a delivery waited for its inbox claim or its completion",
+            ["operation"],
+            registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
+        )
+        self._children = {op: self.histogram.labels(op) for op in ("claim", "complete")}
+
+    def observe(self, operation: str, seconds: float) -> None:
+        """Record one wait of ``operation`` (``claim`` or ``complete``)."""
+        self._children[operation].observe(seconds)

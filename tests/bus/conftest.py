@@ -84,7 +84,7 @@ def middleware_for(redis_client: aioredis.Redis, names: Names, fast_policy: Retr
 
     def build(lease: float = 5.0, client: aioredis.Redis | None = None) -> list:
         inbox = Inbox(client or redis_client, names, lease=lease, retention=600)
-        return [IdempotencyMiddleware(inbox, max_backoff=0.2), RetriesMiddleware(fast_policy)]
+        return [RetriesMiddleware(fast_policy), IdempotencyMiddleware(inbox, max_backoff=0.2)]
 
     return build
 

@@ -5,22 +5,25 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bus.inbox import _OPS
-from bus.redis_batch import ScriptBatcher
+from bus.redis_batch import LuaOp, ScriptBatcher, _Pipe
 
 
 def counting(batcher: ScriptBatcher) -> list[int]:
     """Record the size of every batch sent."""
     sizes: list[int] = []
-    real = batcher._execute
+    real = batcher._send
 
-    async def execute(batch):  # type: ignore[no-untyped-def]
-        sizes.append(len(batch))
-        await real(batch)
+    async def send(pipe, batch):  # type: ignore[no-untyped-def]
+        sizes.append(len(batch.calls))
+        await real(pipe, batch)
 
-    batcher._execute = execute  # type: ignore[method-assign]
+    batcher._send = send  # type: ignore[method-assign]
     return sizes
 
 
@@ -53,16 +56,13 @@ async def test_calls_made_while_a_batch_is_in_flight_go_in_the_next(redis_client
 
 async def test_an_error_reaches_every_caller_of_the_batch(redis_client, names):
     batcher = ScriptBatcher(redis_client, _OPS)
-
-    async def broken(blob: str):  # type: ignore[no-untyped-def]
-        raise RedisConnectionError("Connection reset by peer")
-
-    batcher._evalsha = broken  # type: ignore[method-assign]
-    results = await asyncio.gather(
-        *(batcher.call("claim", f"{names.prefix}:e{i}", "run:a", 5000) for i in range(4)),
-        return_exceptions=True,
-    )
-    assert len(results) == 4 and all(isinstance(r, RedisConnectionError) for r in results)
+    good = [batcher.call("claim", f"{names.prefix}:e{i}", "run:a", 5000) for i in range(3)]
+    bad = batcher.call("claim", f"{names.prefix}:e9", "run:a", "not-a-number")
+    results = await asyncio.gather(*good, bad, return_exceptions=True)
+    assert len(results) == 4 and all(isinstance(r, ResponseError) for r in results)
+    # an error reply leaves the connection usable
+    assert int((await batcher.call("claim", f"{names.prefix}:f0", "run:b", 5000))[0]) == 1
+    await batcher.aclose()
 
 
 async def test_a_killed_connection_is_replaced(redis_client, names):
@@ -93,3 +93,124 @@ async def test_unit_separator_in_a_key_is_refused(redis_client):
         await batcher.call("claim", "bad\x1fkey", "run:a", 5000)
     with pytest.raises(TypeError, match="takes 2 arguments"):
         await batcher.call("claim", "k", "run:a")
+
+
+class GatedReads:
+    """A real connection whose replies are held back until ``gate`` opens: batches
+    stay in flight for as long as the test wants."""
+
+    def __init__(self, conn) -> None:  # type: ignore[no-untyped-def]
+        self._conn = conn
+        self.gate = asyncio.Event()
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._conn, name)
+
+    async def read_response(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        await self.gate.wait()
+        return await self._conn.read_response(*args, **kwargs)
+
+
+async def settled(condition) -> None:  # type: ignore[no-untyped-def]
+    """Wait (bounded) until ``condition()`` holds: connecting takes real I/O."""
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition never held")
+
+
+def gated(batcher: ScriptBatcher, redis_client) -> GatedReads:  # type: ignore[no-untyped-def]
+    conn = GatedReads(redis_client.connection_pool.make_connection())
+    batcher._pipe = _Pipe(conn)
+    return conn
+
+
+async def test_a_call_never_waits_for_the_batch_in_flight(redis_client, names):
+    """Pipelining: while a batch (say, of done-marks) waits for its reply, a new call
+    (a claim) is written at the end of its own turn, not after that reply."""
+    batcher = ScriptBatcher(redis_client, _OPS)
+    sizes = counting(batcher)
+    conn = gated(batcher, redis_client)
+    first = asyncio.ensure_future(batcher.call("claim", f"{names.prefix}:p1", "run:a", 5000))
+    while not sizes:
+        await asyncio.sleep(0)
+    second = asyncio.ensure_future(batcher.call("claim", f"{names.prefix}:p2", "run:a", 5000))
+    await settled(lambda: len(batcher._pipe.in_flight) == 3)  # SCRIPT LOAD + 2 batches
+    assert sizes == [1, 1]
+    assert not first.done() and not second.done()
+    conn.gate.set()
+    assert [int(r[0]) for r in await asyncio.gather(first, second)] == [1, 1]
+    await batcher.aclose()
+
+
+async def test_calls_coalesce_while_the_pipeline_is_full(redis_client, names):
+    batcher = ScriptBatcher(redis_client, _OPS, max_in_flight=2)
+    sizes = counting(batcher)
+    conn = gated(batcher, redis_client)
+    calls = [asyncio.ensure_future(batcher.call("claim", f"{names.prefix}:c0", "a", 9))]
+    await settled(lambda: len(batcher._pipe.in_flight) == 2)
+    for i in range(1, 6):  # one call per turn
+        calls.append(asyncio.ensure_future(batcher.call("claim", f"{names.prefix}:c{i}", "a", 9)))
+        await asyncio.sleep(0)
+    # SCRIPT LOAD and the first batch fill the pipeline; the rest wait, together
+    assert sizes == [1]
+    conn.gate.set()
+    assert [int(r[0]) for r in await asyncio.gather(*calls)] == [1] * 6
+    assert sizes == [1, 5]
+    await batcher.aclose()
+
+
+async def test_a_script_redis_does_not_know_is_loaded_and_the_batch_resent(redis_client, names):
+    """NOSCRIPT (Redis restarted or its script cache was flushed while the connection
+    stayed up): the batch is sent again after a SCRIPT LOAD, once."""
+    ops = {**_OPS, "nop": LuaOp(f"function(key, a) return '{names.prefix}' end", 0)}
+    batcher = ScriptBatcher(redis_client, ops)  # a script Redis has never seen
+    batcher._pipe = _Pipe(redis_client.connection_pool.make_connection())
+    batcher._pipe.load_script = False  # as if it had been loaded on this connection
+    sizes = counting(batcher)
+    assert await batcher.call("nop", f"{names.prefix}:n") == names.prefix.encode()
+    assert sizes == [1, 1]
+    # a script that can never be found fails after one reload instead of looping
+    batcher.sha = "0" * 40
+    with pytest.raises(NoScriptError):
+        await batcher.call("nop", f"{names.prefix}:n")
+    await batcher.aclose()
+
+
+async def test_a_redis_that_stops_answering_fails_the_batches_in_flight(redis_url, names):
+    """A hung Redis (SIGSTOP, half-open connection): the client's socket timeout bounds
+    the wait for a reply; the calls fail (the inbox then holds its deliveries)."""
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=0.3)
+    batcher = ScriptBatcher(client, _OPS)
+    gated(batcher, client)  # replies never read
+    with pytest.raises(RedisTimeoutError, match="no reply"):
+        await batcher.call("claim", f"{names.prefix}:hung", "run:a", 5000)
+    assert batcher._pipe is None  # the next call connects again
+    assert int((await batcher.call("claim", f"{names.prefix}:ok", "run:a", 5000))[0]) == 1
+    await batcher.aclose()
+    await client.delete(f"{names.prefix}:hung", f"{names.prefix}:ok")
+    await client.aclose()
+
+
+async def test_a_reply_of_the_wrong_shape_fails_its_callers_instead_of_hanging(redis_client, names):
+    batcher = ScriptBatcher(redis_client, _OPS)
+    conn = gated(batcher, redis_client)
+    real = conn.read_response
+    replies = 0
+
+    async def short_reply(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal replies
+        reply = await real(*args, **kwargs)
+        replies += 1
+        return reply[:1] if replies == 2 else reply  # the batch's reply lost a result
+
+    conn.read_response = short_reply  # type: ignore[method-assign]
+    conn.gate.set()
+    results = await asyncio.gather(
+        *(batcher.call("claim", f"{names.prefix}:w{i}", "run:a", 5000) for i in range(3)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, ValueError) for r in results), results
+    assert int((await batcher.call("claim", f"{names.prefix}:w9", "run:a", 5000))[0]) == 1
+    await batcher.aclose()

@@ -51,8 +51,8 @@ async def main(amqp_url: str, redis_url: str, prefix: str) -> None:
     await broker.connect()
     inbox = Inbox(redis, names, lease=2.0, retention=3600)
     middleware = [
-        IdempotencyMiddleware(inbox, max_backoff=0.5),
         RetriesMiddleware(RetryPolicy(max_attempts=10, base_delay=0.1, max_delay=1.0)),
+        IdempotencyMiddleware(inbox, max_backoff=0.5),
     ]
     worker = Worker(
         broker,

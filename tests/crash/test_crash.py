@@ -1,6 +1,6 @@
-"""Crash test on live RabbitMQ and Redis: a worker process handling 5,000 events is
-killed with SIGKILL several times mid-stream and restarted. Nothing may be lost and
-no side effect may be applied twice."""
+"""Crash test on live RabbitMQ and Redis (chaos scenario 1 of issue 8): a worker process
+handling 10,000 events is killed with SIGKILL 20 times mid-stream and restarted.
+Nothing may be lost and no side effect may be applied twice."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bus import deadletters
 from bus.rabbitmq import RabbitBroker
 from schemas.envelope import new_event
 from tests import reports
@@ -21,10 +22,10 @@ from tests.bus.conftest import delete_rabbit_topology
 from tests.crash.crash_worker import ledger_key, runs_key
 
 ROOT = Path(__file__).resolve().parents[2]
-EVENTS = 5_000
-KILL_AT = (800, 1800, 2800, 3800)  # ledger sizes at which the worker is SIGKILLed
+EVENTS = 10_000
+KILL_AT = tuple(400 + 470 * i for i in range(20))  # ledger sizes at which to SIGKILL
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 
 def start_worker(amqp_url: str, redis_url: str, prefix: str) -> subprocess.Popen[str]:
@@ -89,7 +90,8 @@ async def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(
     lost = len(expected - counts.keys())
     applied_twice = sum(1 for v in counts.values() if v > 1)
     reexecuted = sum(v - 1 for v in runs.values() if v > 1)
-    dead = await broker.depth(names.dead_letter_queue)
+    # Counted by taking them: queue.declare's count of a quorum queue lags on 3.10.
+    dead = len(await deadletters.list_dead_letters(broker, limit=1000))
     missing = sorted(expected - counts.keys())[:5]
     inbox_state = {m: await redis_client.get(names.inbox_key("crash.ledger", m)) for m in missing}
     in_queue = 0

@@ -10,11 +10,10 @@ import signal
 import sys
 from pathlib import Path
 
-import redis.asyncio as aioredis
-
 from schemas.flows import CanarySpec, FlowsConfig, StrategySpec
 from schemas.names import Names
 from tests.flows.live import running_stack, tool_servers
+from workers.app import connect_redis
 
 STEPS = ({"set_weight": 25}, {"pause": 0.3}, {"set_weight": 50}, {"pause": 0.3})
 
@@ -31,7 +30,7 @@ def crash_config(root: str) -> FlowsConfig:
 
 async def main(amqp_url: str, redis_url: str, prefix: str, k8s: str, token: str, root: str) -> None:
     names = Names(prefix=prefix)
-    redis = aioredis.Redis.from_url(redis_url)
+    redis = await connect_redis(redis_url)  # as production: socket timeouts, health checks
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     servers = tool_servers(k8s, token, None)

@@ -279,3 +279,19 @@ async def test_inconclusive_analysis_waits_for_a_person(tmp_path: Path) -> None:
         assert "analysis errors inconclusive" in asked.data["reason"]
         await command(system, "deployment.approval_granted", flow, reason="no traffic at night")
         await until(system, flow, "succeeded")
+
+
+async def test_promote_full_skips_every_remaining_step(tmp_path: Path) -> None:
+    async with EmbeddedSystem(flows_config=flows_config(tmp_path), sweep_interval=0.2) as system:
+        k8s = system.server(FakeKubernetesServer)
+        await until(system, await deploy(system, tmp_path, "1.0", "canary"), "succeeded")
+        flow = await deploy(system, tmp_path, "2.0", "canary")
+        await until(system, flow, "paused", step=2)  # the first bake, at 25 %
+        await command(system, "deployment.promote_requested", flow, full=True, reason="hotfix")
+        done = await until(system, flow, "succeeded")
+        assert image_of(k8s, "web") == "web:2.0" and replicas_of(k8s, "web") == 4
+        assert replicas_of(k8s, "web-canary") == 0
+        weights = [e.data["desired_weight"] for e in system.of_type("deployment.weight_set")]
+        assert weights == [25]  # 50 % never happened
+        entered = [j["step"] for j in done.journal if j["kind"] == "step"]
+        assert entered == [0, 1, 2, 5, 6, 7]

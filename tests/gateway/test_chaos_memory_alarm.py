@@ -87,8 +87,9 @@ async def test_each_client_request_is_processed_exactly_once_under_a_memory_alar
         worker_broker,
         router.subscriptions,
         middleware=[
-            IdempotencyMiddleware(Inbox(redis_client, names, lease=5, retention=600)),
+            # Production order: retries before idempotency (after-hooks run in reverse).
             RetriesMiddleware(RetryPolicy(max_attempts=5, base_delay=0.2, jitter=0)),
+            IdempotencyMiddleware(Inbox(redis_client, names, lease=5, retention=600)),
         ],
         concurrency=8,
         grace_period=5,

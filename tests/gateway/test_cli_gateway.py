@@ -62,7 +62,7 @@ def test_gateway_reports_the_bad_field(tmp_path: Path) -> None:
         ["--config", str(path)],
         obj={"amqp_url": "amqp://127.0.0.1:1/", "redis_url": "redis://127.0.0.1:1/0"},
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # configuration error (README: exit status)
     assert "api_keys.0.sha256" in result.output
 
 

@@ -47,7 +47,7 @@ def test_tools_list_from_a_shell_lists_every_server():
 
 def test_bad_configuration_is_one_line_naming_the_variable():
     out = run("dlq", "list", env={"CODEBUS_CONCURRENCY": "0"})
-    assert out.returncode == 2
+    assert out.returncode == 3
     assert out.stderr.strip().splitlines() == [
         "Error: invalid configuration: CODEBUS_CONCURRENCY: Input should be greater than or "
         "equal to 1"
@@ -56,7 +56,7 @@ def test_bad_configuration_is_one_line_naming_the_variable():
 
 def test_unreachable_broker_is_one_line_not_a_traceback():
     out = run("dlq", "list", env={"CODEBUS_AMQP_URL": "amqp://u:secret@127.0.0.1:1/"})
-    assert out.returncode == 2
+    assert out.returncode == 4
     assert "Traceback" not in out.stderr
     assert out.stderr.startswith("Error: cannot reach RabbitMQ at amqp://127.0.0.1:1/")
     assert "secret" not in out.stderr
@@ -130,7 +130,11 @@ def test_demo_runs_every_flow():
     assert summary["portal 2.0 blue-green"].startswith("succeeded")
     assert "approved by demo-operator" in summary["portal 2.0 blue-green"]
     assert "deployment.weight_set" in out.stdout and "deployment.analysis_measured" in out.stdout
-    assert "demo OK" in out.stdout
+    # then the guide's pipeline stops at its scan step and its saga is undone in reverse
+    workflows = out.stdout.split("codebus flows demo:")[1]
+    assert "workflow.failed" in workflows
+    assert "undone, in order: deploy_backend, create_database" in workflows
+    assert out.stdout.count("demo OK") == 2 and "demo FAILED" not in out.stdout
 
 
 def test_queue_type_mismatch_is_one_clear_line(amqp_url, names):
@@ -138,7 +142,7 @@ def test_queue_type_mismatch_is_one_clear_line(amqp_url, names):
     assert run("topology", "--declare", env=env).returncode == 0
     try:
         out = run("topology", "--declare", env={**env, "CODEBUS_QUEUE_TYPE": "classic"})
-        assert out.returncode == 2
+        assert out.returncode == 4
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
         assert "exists on the broker with other arguments" in lines[0]
@@ -213,7 +217,7 @@ async def test_worker_process_serves_health_records_events_and_drains(
             if (status := await asyncio.to_thread(ready)) is not None:
                 break
             await asyncio.sleep(0.1)
-        assert status == {"status": "ok", "checks": {"broker": "ok", "redis": "ok"}}
+        assert status == {"status": "ok", "checks": {"broker": "ok", "redis": "ok", "worker": "ok"}}
         out = await asyncio.to_thread(
             run,
             "publish",
