@@ -29,6 +29,9 @@ install() {
     command -v dockerd >/dev/null || missing+=(docker.io)
     [ -x /usr/bin/busybox ] || missing+=(busybox-static)
     command -v prometheus >/dev/null || missing+=(prometheus)
+    # The shell tool's attack table runs the real git and make (tests/security/).
+    command -v git >/dev/null || missing+=(git)
+    command -v make >/dev/null || missing+=(make)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
         apt-get update -qq

@@ -36,6 +36,7 @@ from tools.guards.cache import CacheGuard, ResultCache
 from tools.guards.permission import PermissionGuard, Permissions
 from tools.guards.retry import RetryGuard
 from tools.guards.timeout import TimeoutGuard
+from tools.redaction import redact_exception
 from tools.registry import Registry, ToolInfo, validate_args
 from tools.spec import BoundTool, ToolServer, ToolSpec
 
@@ -159,6 +160,16 @@ class Toolbox:
         ``ToolPermissionDenied``, ``CircuitOpen``, ``ToolTimeout``,
         ``ToolTransientError`` (after the last retry) or ``ToolFailed``.
         """
+        try:
+            return await self._call(name, args, role, principal)
+        except Exception as exc:
+            # Whoever catches, logs or publishes this error sees it without secrets.
+            redact_exception(exc)
+            raise
+
+    async def _call(
+        self, name: str, args: Args, role: str | None, principal: str | None
+    ) -> BaseModel:
         bound = self.registry.get(name)
         validated = validate_args(bound.spec, args)
         call = ToolCall(
