@@ -33,6 +33,9 @@ install() {
     # The AsyncAPI parser (npm) validates the event catalogue in tests/ops.
     command -v node >/dev/null || missing+=(nodejs)
     command -v npm >/dev/null || missing+=(npm)
+    # The shell tool's attack table runs the real git and make (tests/security/).
+    command -v git >/dev/null || missing+=(git)
+    command -v make >/dev/null || missing+=(make)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
         apt-get update -qq

@@ -1,12 +1,18 @@
-"""Remove secrets from data before it is written to an audit sink or a log.
+"""Remove secrets from data before it is written to an audit sink, a log or an error.
 
-Two rules, applied to nested dicts, lists and tuples:
+Three rules, applied to nested dicts, lists and tuples:
 
 * by key name: the value of a key such as ``password``, ``api_key``, ``X-Auth-Token``,
   ``clientSecret`` or ``webhook_url`` is replaced as a whole by :data:`REDACTED`;
-* by value pattern, in every string anywhere: bearer/basic credentials, Slack tokens,
-  AWS access key ids (and 40-character secret keys next to them), GitHub tokens, JWTs,
-  passwords in URLs (``scheme://user:***@host``) and ``password=...`` assignments.
+* by value pattern, in every string anywhere (:mod:`tools.secret_patterns`: codebus'
+  own rules plus the regex plugins of detect-secrets): private-key blocks, URL
+  passwords, ``Authorization`` and ``Cookie`` headers, secret flags and ``name=value``
+  assignments inside a command line, and the token formats of some 40 services;
+* in argv lists, the element after a flag such as ``-p`` or ``--token``.
+
+Errors and logs: :func:`redact_exception` rewrites an exception (and its causes) in
+place, so whoever catches it, logs it or publishes its message sees it redacted; the
+:class:`RedactingFilter` does the same to every log record a handler emits.
 
 The result is a new structure; the input is not modified. Redaction is idempotent:
 redacting redacted data changes nothing.
@@ -14,12 +20,14 @@ redacting redacted data changes nothing.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from tools.secret_patterns import MASK, RULES, mask_assignments, mask_maintained
+
 REDACTED = "***REDACTED***"
-MASK = "***"
 
 # Keys whose normalised (lower-case, alphanumeric only) form contains one of these.
 _KEY_SUBSTRINGS = (
@@ -40,6 +48,9 @@ _KEY_SUBSTRINGS = (
     "authtoken",
     "cookie",
     "connectionstring",
+    "accountkey",
+    "sharedaccesskey",
+    "privatetoken",
 )
 # Short names that only count as a whole word of the key ("pat" must not hit "path").
 _KEY_WORDS = frozenset({"token", "tokens", "pat", "pwd", "pass", "auth", "jwt", "dsn", "otp"})
@@ -52,30 +63,6 @@ _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 _AWS_KEY_ID = re.compile(r"(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{16}")
 # Any run this long next to a key id is taken for its secret: over-masking is cheap.
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40,}")
-
-# (pattern, replacement); order matters only for readability of the output: every
-# replacement is itself a fixed point of every pattern.
-_VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # user:password@ in any URL; greedy up to the last "@" of the authority.
-    (re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#]*:)[^\s/?#]*@"), r"\1***@"),
-    # Authorization header values.
-    (re.compile(r"(?i)(bearer)(\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1\2***"),
-    (re.compile(r"(Basic)(\s+)[A-Za-z0-9+/]{12,}=*"), r"\1\2***"),
-    (re.compile(r"xox[abposre]-[A-Za-z0-9\-]+"), MASK),
-    (re.compile(r"xapp-[A-Za-z0-9\-]+"), MASK),
-    (re.compile(r"(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]+"), MASK),
-    (re.compile(r"github_pat_[A-Za-z0-9_]+"), MASK),
-    (re.compile(r"eyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]+\.?[A-Za-z0-9_\-]*"), MASK),
-    # key=value / key: value / "key": "value" assignments inside free text.
-    (
-        re.compile(
-            r"(?i)((?:password|passwd|pwd|secret|token|api[_\-]?key|access[_\-]?key|"
-            r"secret[_\-]?key|private[_\-]?key|client[_\-]?secret|authorization)"
-            r"[\"']?\s*[:=]\s*[\"']?)[^\s&;,\"'}\]]+"
-        ),
-        r"\1***",
-    ),
-)
 
 # Command-line flags whose *next* argv element is a secret (argv lists of the shell tool).
 _SECRET_FLAG = re.compile(
@@ -103,9 +90,52 @@ def redact_text(text: str) -> str:
     if _AWS_KEY_ID.search(text):
         # A secret access key has no prefix; it is only recognisable next to its id.
         text = _AWS_SECRET.sub(MASK, _AWS_KEY_ID.sub(MASK, text))
-    for pattern, replacement in _VALUE_PATTERNS:
+    for pattern, replacement in RULES:
         text = pattern.sub(replacement, text)
-    return text
+    text = mask_assignments(text, _secret_name)
+    return mask_maintained(text)
+
+
+def _secret_name(key: str) -> bool:
+    # The Authorization rule already kept the scheme ("Bearer ***"): leave it readable.
+    return not key.lower().endswith("authorization") and is_secret_key(key)
+
+
+def redact_exception(exc: BaseException) -> BaseException:
+    """Redact the string arguments of ``exc`` and of its causes, in place; returns it."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        try:
+            current.args = tuple(redact_text(a) if isinstance(a, str) else a for a in current.args)
+        except (AttributeError, TypeError):  # an exception type with read-only args
+            pass
+        current = current.__cause__ or current.__context__
+    return exc
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter that redacts the message, the traceback and the stack of a record.
+
+    The redacted traceback is stored as ``record.exc_text``, which formatters print
+    instead of formatting ``exc_info`` again.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite ``record`` redacted; never drops it."""
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: keep what there is
+            message = str(record.msg)
+        record.msg, record.args = redact_text(message), None
+        if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_text(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_text(record.stack_info)
+        return True
 
 
 def redact(value: Any) -> Any:

@@ -37,6 +37,7 @@ from tools.guards.metrics import MetricsGuard, ToolMetrics, default_metrics
 from tools.guards.permission import PermissionGuard, Permissions
 from tools.guards.retry import RetryGuard
 from tools.guards.timeout import TimeoutGuard
+from tools.redaction import redact_exception
 from tools.registry import Registry, ToolInfo, validate_args
 from tools.spec import BoundTool, ToolServer, ToolSpec
 
@@ -164,6 +165,16 @@ class Toolbox:
         ``ToolPermissionDenied``, ``CircuitOpen``, ``ToolTimeout``,
         ``ToolTransientError`` (after the last retry) or ``ToolFailed``.
         """
+        try:
+            return await self._call(name, args, role, principal)
+        except Exception as exc:
+            # Whoever catches, logs or publishes this error sees it without secrets.
+            redact_exception(exc)
+            raise
+
+    async def _call(
+        self, name: str, args: Args, role: str | None, principal: str | None
+    ) -> BaseModel:
         bound = self.registry.get(name)
         validated = validate_args(bound.spec, args)
         call = ToolCall(

@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from tools.redaction import RedactingFilter
+
 _EXTRA = ("event_id", "event_type", "subscription")
 
 
@@ -23,7 +25,9 @@ class JsonFormatter(logging.Formatter):
         for key in _EXTRA:
             if hasattr(record, key):
                 out[key] = getattr(record, key)
-        if record.exc_info:
+        if record.exc_text:  # the redacting filter leaves the cleaned traceback here
+            out["exception"] = record.exc_text
+        elif record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out)
 
@@ -35,6 +39,8 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    # Secrets in messages and tracebacks (a tool's error, a client's URL) are masked.
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -17,6 +17,26 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 # make targets and variable names that cannot be read as make options (no leading '-').
 MAKE_TARGET_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_./+-]*$")
 MAKE_VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A make variable's value is pasted into recipe text that a shell runs, so it may hold only
+# characters no shell gives a meaning to: one literal word, never an option.
+MAKE_VALUE_RE = re.compile(r"^(?!-)[A-Za-z0-9_.,:/@%+=-]*$")
+# Variables that change how make itself runs (which shell, which flags, which files).
+MAKE_RESERVED = frozenset(
+    {"SHELL", "MFLAGS", "GNUMAKEFLAGS", "VPATH", "GPATH", "SUFFIXES", "CURDIR", "OLDPWD"}
+)
+
+
+def check_make_variable(name: str, value: str) -> None:
+    """Raise ``ValueError`` unless ``name=value`` is plain data for a Makefile."""
+    if not MAKE_VARIABLE_RE.match(name):
+        raise ValueError(f"invalid make variable name {name!r}")
+    if name in MAKE_RESERVED or name.startswith("MAKE"):
+        raise ValueError(f"make variable {name} controls make itself and cannot be set")
+    if not MAKE_VALUE_RE.match(value):
+        raise ValueError(
+            f"value of {name} must be one word of letters, digits and '_.,:/@%+=-' "
+            "(not starting with '-'): a recipe's shell would interpret anything else"
+        )
 
 
 def _no_nul(value: str) -> str:
@@ -96,10 +116,7 @@ class MakeCommandArgs(_Args):
     @classmethod
     def _variables(cls, value: dict[str, str]) -> dict[str, str]:
         for key, text in value.items():
-            if not MAKE_VARIABLE_RE.match(key):
-                raise ValueError(f"invalid make variable name {key!r}")
-            if "\n" in text or "\x00" in text:
-                raise ValueError(f"value of {key} must be a single line")
+            check_make_variable(key, text)
         return value
 
     @field_validator("working_directory")

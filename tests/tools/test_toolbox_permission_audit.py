@@ -172,3 +172,11 @@ async def test_a_view_can_name_the_principal_behind_it(redis_client, names, tmp_
         ("alice@example.com", "deployer", "denied"),
         ("codebus", None, "ok"),
     ]
+
+
+async def test_long_string_arguments_are_recorded_by_size(redis_client, names, tmp_path) -> None:
+    path = tmp_path / "audit.jsonl"
+    toolbox = make_toolbox(redis_client, names, audit_sinks=[JsonlFileSink(path)])
+    await toolbox.call_tool("httpish.deploy", {"image_tag": "x" * 5000})
+    record = json.loads(path.read_text().splitlines()[0])
+    assert record["arguments"]["image_tag"] == "<5000 characters, not recorded>"

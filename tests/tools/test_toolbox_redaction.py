@@ -189,3 +189,37 @@ def test_data_without_secrets_is_unchanged(data) -> None:
 @given(SECRET_KEYS)
 def test_secret_key_variants_are_recognised(key) -> None:
     assert is_secret_key(key)
+
+
+def test_exceptions_and_their_causes_are_redacted_in_place() -> None:
+    from tools.redaction import redact_exception
+
+    try:
+        try:
+            raise RuntimeError("GET https://u:hunter2-pw@h/x failed")
+        except RuntimeError as inner:
+            raise ValueError("wrapped: password=s3cr3t-Value", 3) from inner
+    except ValueError as exc:
+        redacted = redact_exception(exc)
+    assert redacted.args == ("wrapped: password=***", 3)
+    assert str(redacted.__cause__) == "GET https://u:***@h/x failed"
+
+
+def test_log_filter_redacts_message_arguments_and_traceback() -> None:
+    import logging
+
+    from tools.redaction import RedactingFilter
+
+    record = logging.LogRecord(
+        "x", logging.ERROR, "f", 1, "token=%s for %s", ("t0k3n", "bob"), None
+    )
+    try:
+        raise RuntimeError("Authorization: Bearer abc.def-ghi")
+    except RuntimeError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    assert RedactingFilter().filter(record)
+    text = logging.Formatter().format(record)
+    assert "t0k3n" not in text and "abc.def-ghi" not in text
+    assert "token=*** for bob" in text and "Authorization: Bearer ***" in text

@@ -1,6 +1,6 @@
 """The ``desktop-commander`` tool server: a guarded runner for local programs and files.
 
-What keeps it safe:
+What keeps it safe (threat model and residual risks: ``docs/security.md``):
 
 * No shell, ever. A string command is split into words with :func:`shlex.split` and run
   with ``asyncio.create_subprocess_exec``; ``;``, ``|``, ``$(...)``, backticks and newlines
@@ -10,9 +10,14 @@ What keeps it safe:
   path, symlinks resolved, must be the real path of an allowlisted entry *under the same
   name*: a multi-call binary such as busybox that is allowed as ``echo`` cannot be run as
   ``sh``. The resolved file is what runs, with ``argv[0]`` set to that name.
-* Roots. Every path (working directory, files) must, after ``os.path.realpath``, lie
-  inside one of the configured roots, so ``..`` and symlinks cannot lead out. Files are
-  then opened with ``O_NOFOLLOW`` so a symlink swapped in after the check is refused.
+* An argument policy per program (:mod:`tools.adapters.shell_policy`): allowed
+  subcommands and options, unknown options refused, every path operand inside the roots;
+  git runs without system or global config and with a protocol allowlist; make variables
+  are single literal words. The environment is the passthrough list minus variables that
+  make a program load or run something else.
+* Roots. Files are opened from a descriptor of the root with no symbolic link followed on
+  any component (:mod:`tools.adapters.confined_fs`); hard-linked files are refused; the
+  working directory of a program is the directory opened that way.
 * Bounds. A timeout kills the whole process group; stdout and stderr are capped.
 """
 
@@ -35,7 +40,6 @@ from schemas.tools.desktop_commander import (
     CheckFileExistsArgs,
     CheckFileExistsResult,
     CommandResult,
-    DirectoryEntry,
     ExecuteCommandArgs,
     ListDirectoryArgs,
     ListDirectoryResult,
@@ -45,22 +49,50 @@ from schemas.tools.desktop_commander import (
     WriteFileArgs,
     WriteFileResult,
 )
-from tools.errors import ToolArgumentError, ToolFailed, ToolTimeout
+from tools.adapters.confined_fs import (
+    ConfinedFS,
+    HardLinked,
+    PathEscape,
+    read_bytes,
+    walk,
+    write_bytes,
+)
+from tools.adapters.shell_policy import (
+    ArgumentRefused,
+    CommandPolicy,
+    check_argv,
+    inside,
+    program_environment,
+)
+from tools.adapters.shell_programs import BUILTIN_POLICIES
+from tools.errors import ToolArgumentError, ToolError, ToolFailed, ToolTimeout
 from tools.spec import ToolServer, tool
 
 SERVER = "desktop-commander"
 _CHUNK = 64 * 1024
+# Where a program can be started in a directory given by descriptor (Linux /proc).
+_PROC_FD = os.path.isdir("/proc/self/fd")
 
 
 class DesktopCommanderConfig(BaseModel):
-    """Allowlist, roots and limits of the runner."""
+    """Allowlist, argument policies, roots and limits of the runner."""
 
     model_config = ConfigDict(extra="forbid")
 
     allowed_executables: list[str] = Field(
         default_factory=list, description="command names (looked up on search_path) or paths"
     )
+    argument_policies: dict[str, CommandPolicy] = Field(
+        default_factory=dict,
+        description="program name -> policy; replaces the built-in one (git, make, ls, echo). "
+        "A program with none takes no options and only operands inside the roots",
+    )
     roots: list[Path] = Field(min_length=1, description="directories every path must stay in")
+    write_protected: list[str] = Field(
+        default_factory=lambda: [".git"],
+        description="path components write_file refuses: a written .git/config or hook "
+        "would run code on the next git command",
+    )
     default_timeout: float = Field(default=30.0, gt=0)
     max_timeout: float = Field(default=600.0, gt=0)
     max_output_bytes: int = Field(default=1024 * 1024, gt=0, description="per stream")
@@ -90,11 +122,20 @@ class ExecutableNotAllowed(ToolFailed):
         self.executable = executable
 
 
-class PathOutsideRoots(ToolFailed):
-    """A path resolves to somewhere outside every configured root."""
+class ArgumentNotAllowed(ToolFailed):
+    """An argument the program's policy refuses (unknown option, path outside, ...)."""
 
-    def __init__(self, path: str, *, tool: str) -> None:
-        super().__init__(f"path {path!r} is outside the allowed roots", tool=tool, status=403)
+    def __init__(self, refused: ArgumentRefused, *, tool: str) -> None:
+        super().__init__(str(refused), tool=tool, status=403)
+        self.program = refused.program
+        self.argument = refused.argument
+
+
+class PathOutsideRoots(ToolFailed):
+    """A path leads outside every configured root (or through a symbolic link)."""
+
+    def __init__(self, path: str, *, tool: str, reason: str = "is outside the allowed roots"):
+        super().__init__(f"path {path!r} {reason}", tool=tool, status=403)
         self.path = path
 
 
@@ -116,24 +157,24 @@ def split_command(command: str | list[str]) -> list[str]:
 
 
 def make_argv(args: MakeCommandArgs) -> list[str]:
-    """``make <target> VAR=value ...``; ``$`` doubled so make never expands a value."""
-    # Without the doubling, VAR='$(shell rm -rf x)' would run when the Makefile uses $(VAR).
-    assignments = [f"{key}={value.replace('$', '$$')}" for key, value in args.variables.items()]
-    return ["make", args.target, *assignments]
+    """``make <target> VAR=value ...`` (values are literal words, checked by the schema)."""
+    return ["make", args.target, *(f"{key}={value}" for key, value in args.variables.items())]
 
 
-def _within(path: Path, roots: list[Path]) -> bool:
-    return any(path == root or path.is_relative_to(root) for root in roots)
-
-
-def _os_failure(exc: OSError, path: str, tool: str) -> ToolFailed:
+def fs_error(exc: Exception, path: str, tool: str) -> ToolError:
+    """The tool error for a failed file operation: never a raw ``OSError``."""
+    if isinstance(exc, PathEscape):
+        return PathOutsideRoots(path, tool=tool, reason=exc.reason)
+    if isinstance(exc, HardLinked):
+        return ToolFailed(str(exc), tool=tool, status=403)
     if isinstance(exc, FileNotFoundError):
         status = 404
     elif isinstance(exc, PermissionError):
         status = 403
     else:
         status = 400
-    return ToolFailed(f"{path}: {exc.strerror or exc}", tool=tool, status=status)
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return ToolFailed(f"{path}: {reason}", tool=tool, status=status)
 
 
 class DesktopCommanderServer(ToolServer):
@@ -143,19 +184,22 @@ class DesktopCommanderServer(ToolServer):
 
     def __init__(self, config: DesktopCommanderConfig) -> None:
         self.config = config
-        self.roots = [Path(os.path.realpath(root)) for root in config.roots]
+        self.fs = ConfinedFS(list(config.roots))
+        self.roots = self.fs.roots
+        self.policies = {**BUILTIN_POLICIES, **config.argument_policies}
 
     # --- policy --------------------------------------------------------------------
 
     def resolve_path(self, raw: str, tool: str) -> Path:
-        """The real path of ``raw`` (relative to the first root), if inside the roots."""
-        candidate = Path(raw)
-        if not candidate.is_absolute():
-            candidate = self.roots[0] / candidate
-        real = Path(os.path.realpath(candidate))
-        if not _within(real, self.roots):
-            raise PathOutsideRoots(raw, tool=tool)
-        return real
+        """The absolute path ``raw`` names (relative: to the first root), if in the roots.
+
+        Lexical only: whether it can be opened without following a link is decided when
+        it is opened.
+        """
+        try:
+            return Path(self.fs.display(raw))
+        except PathEscape as exc:
+            raise PathOutsideRoots(raw, tool=tool, reason=exc.reason) from None
 
     def _search_dirs(self) -> str:
         raw = self.config.search_path
@@ -189,15 +233,19 @@ class DesktopCommanderServer(ToolServer):
             raise ExecutableNotAllowed(name, f"{real} is not executable", tool=tool)
         return argv0, real
 
-    def _working_directory(self, raw: str | None, tool: str) -> Path:
-        cwd = self.resolve_path(raw, tool) if raw is not None else self.roots[0]
-        if not cwd.is_dir():
-            raise ToolArgumentError(
-                f"working_directory {raw!r} is not a directory",
-                tool=tool,
-                fields=("working_directory",),
-            )
-        return cwd
+    def check_arguments(self, argv0: str, args: list[str], cwd: Path, tool: str) -> None:
+        """:class:`ArgumentNotAllowed` unless ``args`` fit the policy of ``argv0``."""
+
+        def path_ok(arg: str) -> None:
+            # Programs follow links themselves, so a path operand is judged by its real path.
+            real = Path(os.path.realpath(os.path.join(cwd, arg)))
+            if not inside(real, self.roots):
+                raise ValueError("resolves outside the allowed roots")
+
+        try:
+            check_argv([argv0, *args], self.policies, path_ok)
+        except ArgumentRefused as exc:
+            raise ArgumentNotAllowed(exc, tool=tool) from None
 
     def _timeout(self, value: float | None, tool: str) -> float:
         limit = value or self.config.default_timeout
@@ -212,18 +260,53 @@ class DesktopCommanderServer(ToolServer):
     # --- processes -----------------------------------------------------------------
 
     async def run_argv(
-        self, argv: list[str], cwd: Path, timeout: float, tool: str
+        self, argv: list[str], working_directory: str | None, timeout: float, tool: str
     ) -> CommandResult:
-        """Run ``argv`` (allowlist checked) in ``cwd``; capped output, group killed on timeout."""
-        argv0, real = self.resolve_executable(argv[0], cwd, tool)
-        env = {k: os.environ[k] for k in self.config.env_passthrough if k in os.environ}
+        """Run ``argv`` (allowlist and argument policy checked) in ``working_directory``
+        (inside the roots; None: the first root); capped output, group killed on timeout."""
+        raw_cwd = working_directory if working_directory is not None else str(self.roots[0])
+        cwd = self.resolve_path(raw_cwd, tool)
+        try:
+            # The directory is opened without following links and the program starts in
+            # exactly that directory (through /proc/self/fd): no swap between check and use.
+            cwd_fd = self.fs.open(raw_cwd, os.O_RDONLY | os.O_DIRECTORY)
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, NotADirectoryError):
+                raise ToolArgumentError(
+                    f"working_directory {working_directory!r} is not a directory",
+                    tool=tool,
+                    fields=("working_directory",),
+                ) from None
+            raise fs_error(exc, raw_cwd, tool) from None
+        try:
+            argv0, real = self.resolve_executable(argv[0], cwd, tool)
+            self.check_arguments(argv0, argv[1:], cwd, tool)
+            passed = {k: os.environ[k] for k in self.config.env_passthrough if k in os.environ}
+            env = program_environment(argv0, passed)
+            proc_cwd = f"/proc/self/fd/{cwd_fd}" if _PROC_FD else str(cwd)
+            return await self._spawn(argv0, real, argv[1:], proc_cwd, cwd_fd, env, timeout, tool)
+        finally:
+            os.close(cwd_fd)
+
+    async def _spawn(
+        self,
+        argv0: str,
+        real: str,
+        args: list[str],
+        cwd: str | Path,
+        cwd_fd: int,
+        env: dict[str, str],
+        timeout: float,
+        tool: str,
+    ) -> CommandResult:
         started = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
                 argv0,
-                *argv[1:],
+                *args,
                 executable=real,
                 cwd=cwd,
+                pass_fds=(cwd_fd,),
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -231,7 +314,7 @@ class DesktopCommanderServer(ToolServer):
                 start_new_session=True,  # own process group: a timeout kills all of it
             )
         except OSError as exc:
-            raise _os_failure(exc, real, tool) from exc
+            raise fs_error(exc, real, tool) from exc
         assert proc.stdout is not None and proc.stderr is not None
         limit = self.config.max_output_bytes
         readers = asyncio.gather(_drain(proc.stdout, limit), _drain(proc.stderr, limit))
@@ -256,7 +339,7 @@ class DesktopCommanderServer(ToolServer):
             readers.cancel()
             raise
         return CommandResult(
-            argv=[argv0, *argv[1:]],
+            argv=[argv0, *args],
             exit_code=exit_code,
             stdout=out.decode(errors="replace"),
             stderr=err.decode(errors="replace"),
@@ -269,15 +352,15 @@ class DesktopCommanderServer(ToolServer):
         """Run one allowlisted program (never through a shell) and return its output."""
         name = f"{SERVER}.execute_command"
         argv = split_command(args.command)
-        cwd = self._working_directory(args.working_directory, name)
-        return await self.run_argv(argv, cwd, self._timeout(args.timeout, name), name)
+        timeout = self._timeout(args.timeout, name)
+        return await self.run_argv(argv, args.working_directory, timeout, name)
 
     @tool()
     async def make_command(self, args: MakeCommandArgs) -> CommandResult:
         """Run ``make <target>`` with variables (``make`` must be allowlisted)."""
         name = f"{SERVER}.make_command"
-        cwd = self._working_directory(args.working_directory, name)
-        return await self.run_argv(make_argv(args), cwd, self._timeout(args.timeout, name), name)
+        timeout = self._timeout(args.timeout, name)
+        return await self.run_argv(make_argv(args), args.working_directory, timeout, name)
 
     # --- files ---------------------------------------------------------------------
 
@@ -288,9 +371,9 @@ class DesktopCommanderServer(ToolServer):
         path = self.resolve_path(args.path, name)
         limit = min(args.max_bytes or self.config.max_read_bytes, self.config.max_read_bytes)
         try:
-            data, size = await asyncio.to_thread(_read_bytes, path, limit)
-        except OSError as exc:
-            raise _os_failure(exc, args.path, name) from exc
+            data, size = await asyncio.to_thread(read_bytes, self.fs, args.path, limit)
+        except (OSError, ValueError) as exc:
+            raise fs_error(exc, args.path, name) from None
         truncated = size > limit
         try:
             # A cut may split a multi-byte character: decode the cut text as unfinished.
@@ -306,15 +389,20 @@ class DesktopCommanderServer(ToolServer):
         """Write or append text to a file inside the roots."""
         name = f"{SERVER}.write_file"
         path = self.resolve_path(args.path, name)
+        protected = set(self.config.write_protected).intersection(path.parts)
+        if protected:
+            raise PathOutsideRoots(
+                args.path,
+                tool=name,
+                reason=f"is inside {sorted(protected)[0]}/, which is "
+                "write-protected (it holds configuration that runs code)",
+            )
         data = args.content.encode(args.encoding)
+        append = args.mode == "append"
         try:
-            if args.create_dirs:
-                await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-                # Re-check: a directory created on the way might have been swapped for a link.
-                self.resolve_path(str(path.parent), name)
-            await asyncio.to_thread(_write_bytes, path, data, args.mode == "append")
-        except OSError as exc:
-            raise _os_failure(exc, args.path, name) from exc
+            await asyncio.to_thread(write_bytes, self.fs, args.path, data, append, args.create_dirs)
+        except (OSError, ValueError) as exc:
+            raise fs_error(exc, args.path, name) from None
         return WriteFileResult(path=str(path), bytes_written=len(data))
 
     @tool(read_only=True)
@@ -325,20 +413,23 @@ class DesktopCommanderServer(ToolServer):
         depth = args.max_depth if args.recursive else 1
         try:
             entries, truncated = await asyncio.to_thread(
-                _walk, path, depth, self.config.max_list_entries
+                walk, self.fs, args.path, depth, self.config.max_list_entries
             )
-        except OSError as exc:
-            raise _os_failure(exc, args.path, name) from exc
+        except (OSError, ValueError) as exc:
+            raise fs_error(exc, args.path, name) from None
         return ListDirectoryResult(path=str(path), entries=entries, truncated=truncated)
 
     @tool(read_only=True)
     async def check_file_exists(self, args: CheckFileExistsArgs) -> CheckFileExistsResult:
         """Whether a path inside the roots exists, and whether it is a file or directory."""
-        path = self.resolve_path(args.path, f"{SERVER}.check_file_exists")
+        name = f"{SERVER}.check_file_exists"
+        path = self.resolve_path(args.path, name)
         try:
-            info = path.stat()
-        except OSError:
+            info = await asyncio.to_thread(self.fs.lstat, args.path)
+        except (FileNotFoundError, NotADirectoryError):
             return CheckFileExistsResult(path=str(path), exists=False)
+        except (OSError, ValueError) as exc:
+            raise fs_error(exc, args.path, name) from None
         return CheckFileExistsResult(
             path=str(path),
             exists=True,
@@ -367,45 +458,3 @@ async def _drain(stream: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-
-
-def _read_bytes(path: Path, limit: int) -> tuple[bytes, int]:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise IsADirectoryError(21, "not a regular file")
-        return handle.read(limit), info.st_size
-
-
-def _write_bytes(path: Path, data: bytes, append: bool) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    flags |= os.O_APPEND if append else os.O_TRUNC
-    fd = os.open(path, flags, 0o644)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-
-
-def _walk(root: Path, depth: int, limit: int) -> tuple[list[DirectoryEntry], bool]:
-    entries: list[DirectoryEntry] = []
-    pending: list[tuple[Path, str, int]] = [(root, "", 1)]
-    while pending:
-        directory, prefix, level = pending.pop(0)
-        with os.scandir(directory) as scan:
-            items = sorted(scan, key=lambda e: e.name)
-        for item in items:
-            if len(entries) >= limit:
-                return entries, True
-            rel = f"{prefix}{item.name}"
-            if item.is_symlink():
-                entries.append(DirectoryEntry(path=rel, type="symlink"))
-            elif item.is_dir(follow_symlinks=False):
-                entries.append(DirectoryEntry(path=rel, type="directory"))
-                if level < depth:
-                    pending.append((Path(item.path), f"{rel}/", level + 1))
-            elif item.is_file(follow_symlinks=False):
-                size = item.stat(follow_symlinks=False).st_size
-                entries.append(DirectoryEntry(path=rel, type="file", size=size))
-            else:
-                entries.append(DirectoryEntry(path=rel, type="other"))
-    return entries, False

@@ -4,7 +4,8 @@ Same server name, tools and models. Files live in a dict keyed by absolute POSIX
 commands are never run: ``execute_command`` and ``make_command`` answer with canned
 results chosen by the program name (``argv[0]``'s basename), so a handler test can say
 "kubectl prints this and exits 1". The allowlist and the roots are enforced the same
-way as by the real server, with the same errors.
+way as by the real server, with the same errors, and so are the argument policies
+(paths judged lexically: the dict file system has no links).
 """
 
 from __future__ import annotations
@@ -31,11 +32,18 @@ from schemas.tools.desktop_commander import (
 )
 from tools.adapters.desktop_commander import (
     SERVER,
+    ArgumentNotAllowed,
     ExecutableNotAllowed,
     PathOutsideRoots,
     make_argv,
     split_command,
 )
+from tools.adapters.shell_policy import (
+    ArgumentRefused,
+    CommandPolicy,
+    check_argv,
+)
+from tools.adapters.shell_programs import BUILTIN_POLICIES
 from tools.errors import ToolArgumentError, ToolError, ToolFailed
 from tools.spec import ToolServer, tool
 
@@ -65,9 +73,13 @@ class FakeDesktopCommanderServer(ToolServer):
         allowed_executables: Iterable[str] = ("echo", "ls", "make"),
         results: Mapping[str, Canned] | None = None,
         files: Mapping[str, str | bytes] | None = None,
+        argument_policies: Mapping[str, CommandPolicy] | None = None,
+        write_protected: Iterable[str] = (".git",),
     ) -> None:
         self.roots = [PurePosixPath(posixpath.normpath(r)) for r in roots]
         self.allowed = {posixpath.basename(e) for e in allowed_executables}
+        self.policies = {**BUILTIN_POLICIES, **(argument_policies or {})}
+        self.write_protected = tuple(write_protected)
         self.results: dict[str, Canned] = {"echo": _echo, **(results or {})}
         self.files: dict[str, bytes] = {}
         self.dirs: set[str] = {str(r) for r in self.roots}
@@ -127,6 +139,18 @@ class FakeDesktopCommanderServer(ToolServer):
         program = posixpath.basename(argv[0])
         if program not in self.allowed:
             raise ExecutableNotAllowed(argv[0], "not on the allowlist", tool=f"{SERVER}.{tool}")
+        base = self._path(cwd, tool) if cwd is not None else str(self.roots[0])
+
+        def path_ok(arg: str) -> None:
+            try:
+                self._path(posixpath.join(base, arg), tool)
+            except PathOutsideRoots:
+                raise ValueError("resolves outside the allowed roots") from None
+
+        try:
+            check_argv([program, *argv[1:]], self.policies, path_ok)
+        except ArgumentRefused as exc:
+            raise ArgumentNotAllowed(exc, tool=f"{SERVER}.{tool}") from None
         self.commands.append(list(argv))
         canned = self.results.get(program)
         if canned is None:
@@ -171,6 +195,13 @@ class FakeDesktopCommanderServer(ToolServer):
         """Write into the dict."""
         self._enter("write_file", args)
         path = self._path(args.path, "write_file")
+        protected = set(self.write_protected).intersection(PurePosixPath(path).parts)
+        if protected:
+            raise PathOutsideRoots(
+                args.path,
+                tool=f"{SERVER}.write_file",
+                reason=f"is inside {sorted(protected)[0]}/, which is write-protected",
+            )
         written = self._store(
             path,
             args.content.encode(args.encoding),

@@ -83,7 +83,7 @@ class Auditor:
             role=call.role,
             tool=call.name,
             server=call.spec.server,
-            arguments=redact(call.args.model_dump(mode="json")),
+            arguments=redact(self._clip(call.args.model_dump(mode="json"))),
             outcome=outcome,
             error_type=type(error).__name__ if error is not None else None,
             error=redact_text(str(error)) if error is not None else None,
@@ -93,14 +93,29 @@ class Auditor:
             result=self._summarise(result),
         )
 
+    def _clip(self, value: Any) -> Any:
+        """``value`` with strings longer than ``result_max_chars`` replaced by their size.
+
+        A file's content or a manifest is not audit material, and redacting megabytes
+        would stall the event loop.
+        """
+        if isinstance(value, str) and len(value) > self.result_max_chars:
+            return f"<{len(value)} characters, not recorded>"
+        if isinstance(value, dict):
+            return {k: self._clip(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._clip(v) for v in value]
+        return value
+
     def _summarise(self, result: BaseModel | None) -> Any:
         if result is None:
             return None
-        data = redact(result.model_dump(mode="json"))
-        if len(json.dumps(data, default=str)) <= self.result_max_chars:
-            return data
-        # Large results (logs, manifests) would bloat every sink; keep their shape only.
-        return {"truncated": True, "fields": sorted(data) if isinstance(data, dict) else []}
+        raw = result.model_dump(mode="json")
+        if len(json.dumps(raw, default=str)) > self.result_max_chars:
+            # Large results (logs, manifests) would bloat every sink; keep their shape only
+            # (field names, no values: nothing to redact, and no megabytes to scan).
+            return {"truncated": True, "fields": sorted(raw) if isinstance(raw, dict) else []}
+        return redact(raw)
 
     async def emit(self, record: AuditRecord) -> None:
         """Write ``record`` to every sink; a failing sink is logged, never raised."""

@@ -22,6 +22,7 @@ from schemas.tools.desktop_commander import (
     WriteFileArgs,
 )
 from tools.adapters.desktop_commander import (
+    ArgumentNotAllowed,
     DesktopCommanderConfig,
     DesktopCommanderServer,
     ExecutableNotAllowed,
@@ -127,7 +128,7 @@ async def test_command_injection_runs_nothing_outside_the_allowlist(
 
     try:
         result = await call(server, "execute_command", args)
-    except (ExecutableNotAllowed, ToolArgumentError):
+    except (ExecutableNotAllowed, ArgumentNotAllowed, ToolArgumentError):
         assert launched == []
     else:
         assert result.argv[0] in {"echo", "ls"}
@@ -162,8 +163,12 @@ async def test_environment_is_only_the_passthrough(
 # --- bounds --------------------------------------------------------------------------
 
 
+# An operator who allowlists a shell must say so in its policy: ``sh -c`` runs anything.
+SH_POLICY = {"sh": {"options": {"-c": "value"}, "operands": "text"}}
+
+
 async def test_timeout_kills_the_whole_process_group(root: Path) -> None:
-    server = server_for(root, "sh")
+    server = server_for(root, "sh", argument_policies=SH_POLICY)
     script = "sleep 30 & echo $! > child.pid; wait"
     started = time.monotonic()
     with pytest.raises(ToolTimeout):
@@ -212,17 +217,32 @@ async def test_working_directory_must_be_inside_the_roots(root: Path, outside: P
 # --- make ----------------------------------------------------------------------------
 
 
-async def test_make_runs_target_and_never_expands_variable_values(root: Path) -> None:
-    canary = root / "CANARY"
-    (root / "Makefile").write_text("show:\n\t@echo 'V=$(V)'\n")
+async def test_make_runs_target_with_literal_variables(root: Path) -> None:
+    (root / "Makefile").write_text("show:\n\t@echo V=$(V)\n")
     server = server_for(root, "make")
-    value = f"$(shell touch {canary})"
+    value = "python3.11:a/b,c@d%e+f=g-h"
     result = await call(
         server, "make_command", MakeCommandArgs(target="show", variables={"V": value})
     )
     assert result.exit_code == 0
     assert result.stdout == f"V={value}\n"
-    assert not canary.exists()
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["$(shell touch x)", "touch x; true", "`touch x`", "a b", "-f", "$$x", "a|b", "a>b", "~"],
+)
+def test_make_variable_values_are_single_literal_words(value: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        MakeCommandArgs(target="show", variables={"V": value})
+    assert caught.value.errors()[0]["loc"] == ("variables",)
+    assert "value of V" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["SHELL", "MAKEFLAGS", "MAKEFILES", "MFLAGS", "VPATH"])
+def test_make_variables_that_control_make_are_refused(name: str) -> None:
+    with pytest.raises(ValidationError, match=f"make variable {name} controls make"):
+        MakeCommandArgs(target="show", variables={name: "x"})
 
 
 async def test_make_needs_make_on_the_allowlist(root: Path) -> None:
@@ -384,8 +404,14 @@ async def test_fake_file_system_enforces_roots() -> None:
     with pytest.raises(ToolFailed) as caught:
         await call(fake, "read_file", ReadFileArgs(path="missing"))
     assert caught.value.status == 404
-    made = await call(fake, "make_command", MakeCommandArgs(target="build", variables={"V": "$x"}))
-    assert made.argv == ["make", "build", "V=$$x"]
+    made = await call(fake, "make_command", MakeCommandArgs(target="build", variables={"V": "x"}))
+    assert made.argv == ["make", "build", "V=x"]
+    with pytest.raises(ArgumentNotAllowed):
+        await call(fake, "execute_command", ExecuteCommandArgs(command="make --eval=x build"))
+    with pytest.raises(ArgumentNotAllowed):
+        await call(fake, "execute_command", ExecuteCommandArgs(command="ls /etc"))
+    with pytest.raises(PathOutsideRoots, match="write-protected"):
+        await call(fake, "write_file", WriteFileArgs(path="app/.git/config", content="x"))
 
 
 @pytest.fixture
@@ -415,3 +441,140 @@ async def test_multi_call_binary_is_allowed_only_under_its_allowed_name(
     result = await call(server, "execute_command", ExecuteCommandArgs(command="echo hi"))
     assert result.stdout == "hi\n" and result.argv == ["echo", "hi"]
     assert not (root / "CANARY").exists()
+
+
+# --- argument policies ---------------------------------------------------------------
+
+
+async def test_everyday_git_make_and_ls_calls_pass_the_policy(tmp_path: Path) -> None:
+    from tests.security.conftest import git_init
+
+    root = tmp_path / "root"
+    git_init(root / "web", {"Makefile": "test:\n\t@$(PYTHON) -c 'print(42)'\n"}, "first")
+    (root / "web" / "sub").mkdir()
+    server = server_for(root, "git", "make", "ls")
+    web = str(root / "web")
+    for command in [
+        "git status --porcelain",
+        "git --no-pager log --oneline -n 1",
+        "git log -n1 --format=%s",
+        "git diff --stat HEAD",
+        "git rev-parse --abbrev-ref HEAD",
+        "git branch --list",
+        "git ls-files -z",
+        "ls -la sub",
+        "ls --color=never -- sub",
+    ]:
+        result = await call(
+            server, "execute_command", ExecuteCommandArgs(command=command, working_directory=web)
+        )
+        assert result.exit_code == 0, (command, result.stderr)
+    log = await call(
+        server,
+        "execute_command",
+        ExecuteCommandArgs(command="git log -n 1 --format=%s", working_directory=web),
+    )
+    assert log.stdout == "first\n"
+    cloned = await call(
+        server,
+        "execute_command",
+        ExecuteCommandArgs(
+            command=["git", "clone", "-q", web, "copy"], working_directory=str(root)
+        ),
+    )
+    assert cloned.exit_code == 0, cloned.stderr and (root / "copy" / "Makefile").exists()
+    made = await call(
+        server,
+        "make_command",
+        MakeCommandArgs(target="test", working_directory=web, variables={"PYTHON": "python3"}),
+    )
+    assert (made.exit_code, made.stdout) == (0, "42\n")
+
+
+async def test_git_runs_without_system_or_global_config(
+    root: Path, outside: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.security.conftest import git_init
+
+    (outside / ".gitconfig").write_text("[user]\n\tname = from-global-config\n")
+    monkeypatch.setenv("HOME", str(outside))
+    git_init(root, {"a": "a"}, "m")
+    monkeypatch.setenv("GIT_CONFIG_PARAMETERS", "'core.fsmonitor'='touch x'")
+    argument_policies = {
+        "git": {"subcommands": {"var": {"options": {"-l": "flag"}, "operands": "text"}}}
+    }
+    server = server_for(
+        root,
+        "git",
+        env_passthrough=["PATH", "HOME", "GIT_CONFIG_PARAMETERS"],
+        argument_policies=argument_policies,
+    )
+    ident = await call(server, "execute_command", ExecuteCommandArgs(command="git var -l"))
+    assert "from-global-config" not in ident.stdout
+    assert "core.fsmonitor=false" in ident.stdout and "core.hookspath=/dev/null" in ident.stdout
+    assert not (root / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "argument"),
+    [
+        ("git -c a.b=c status", "-c"),
+        ("git status --ignored", "--ignored"),
+        ("git log -1", "-1"),
+        ("git notes list", "notes"),
+        ("ls -I x", "-I"),
+        ("ls /etc", "/etc"),
+        ("make -j", "-j"),
+        ("make 'a b'", "a b"),
+        ("echo -e x", "-e"),
+    ],
+)
+async def test_refusals_name_the_argument(root: Path, command: str, argument: str) -> None:
+    server = server_for(root, "git", "make", "ls", "echo")
+    with pytest.raises(ArgumentNotAllowed) as caught:
+        await call(server, "execute_command", ExecuteCommandArgs(command=command))
+    assert caught.value.argument == argument and caught.value.status == 403
+    assert repr(argument) in str(caught.value)
+
+
+async def test_a_program_without_a_policy_takes_no_options(root: Path) -> None:
+    server = server_for(root, "cat", "echo")
+    (root / "a.txt").write_text("a")
+    assert (
+        await call(server, "execute_command", ExecuteCommandArgs(command="cat a.txt"))
+    ).stdout == "a"
+    with pytest.raises(ArgumentNotAllowed, match="unknown option -n"):
+        await call(server, "execute_command", ExecuteCommandArgs(command="cat -n a.txt"))
+    # After "--" everything is an operand, and operands are paths inside the roots.
+    with pytest.raises(ArgumentNotAllowed, match="outside the allowed roots"):
+        await call(server, "execute_command", ExecuteCommandArgs(command="cat -- /etc/hostname"))
+    # echo's operands are text, never opened.
+    said = await call(server, "execute_command", ExecuteCommandArgs(command="echo /etc/hostname"))
+    assert said.stdout == "/etc/hostname\n"
+
+
+DOCS_TOOLS = Path(__file__).resolve().parents[3] / "docs" / "tools.md"
+
+
+async def test_the_documented_policy_example_loads_and_applies() -> None:
+    import re
+
+    import yaml
+
+    from workers.toolbox import ToolsFile
+
+    docs = DOCS_TOOLS.read_text()
+    block = re.search(r"```yaml\n(desktop_commander:\n  roots: \[/srv/repos\].*?)```", docs, re.S)
+    assert block is not None
+    config = ToolsFile.model_validate(yaml.safe_load(block.group(1))).desktop_commander
+    assert config is not None
+    fake = FakeDesktopCommanderServer(
+        roots=["/srv/repos"],
+        allowed_executables=config.allowed_executables,
+        argument_policies=config.argument_policies,
+    )
+    ok = ExecuteCommandArgs(command="kubectl get pods -n staging -o json")
+    assert (await call(fake, "execute_command", ok)).exit_code == 0
+    for refused in ("kubectl delete pods x", "kubectl apply -f /etc/x.yaml", "kubectl get --raw /"):
+        with pytest.raises(ArgumentNotAllowed):
+            await call(fake, "execute_command", ExecuteCommandArgs(command=refused))
