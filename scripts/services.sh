@@ -29,6 +29,10 @@ install() {
     command -v dockerd >/dev/null || missing+=(docker.io)
     [ -x /usr/bin/busybox ] || missing+=(busybox-static)
     command -v prometheus >/dev/null || missing+=(prometheus)
+    command -v promtool >/dev/null || missing+=(prometheus)
+    # The AsyncAPI parser (npm) validates the event catalogue in tests/ops.
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
     # The shell tool's attack table runs the real git and make (tests/security/).
     command -v git >/dev/null || missing+=(git)
     command -v make >/dev/null || missing+=(make)

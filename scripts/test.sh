@@ -6,11 +6,23 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-echo "== Debian packages (rabbitmq-server, redis-server, docker.io, busybox-static, prometheus)"
+echo "== Debian packages (rabbitmq-server, redis-server, docker.io, busybox-static, prometheus, nodejs, npm)"
 bash scripts/services.sh install
 
 echo "== Python packages"
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+echo "== AsyncAPI parser (npm @asyncapi/parser into .services/asyncapi, for tests/ops)"
+if ! command -v npm >/dev/null; then
+    echo "npm is missing: scripts/services.sh install brings nodejs and npm" >&2
+    exit 1
+fi
+ASYNCAPI_DIR=.services/asyncapi
+if [ ! -d "$ASYNCAPI_DIR/node_modules/@asyncapi/parser" ]; then
+    mkdir -p "$ASYNCAPI_DIR"
+    [ -f "$ASYNCAPI_DIR/package.json" ] || echo '{"private": true}' >"$ASYNCAPI_DIR/package.json"
+    npm install --prefix "$ASYNCAPI_DIR" --no-audit --no-fund --silent '@asyncapi/parser@^3.6'
+fi
 
 echo "== services"
 bash scripts/services.sh start

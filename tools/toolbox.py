@@ -33,6 +33,7 @@ from tools.guards import Guard, Next, ToolCall
 from tools.guards.audit import AuditGuard, Auditor, AuditSink
 from tools.guards.breaker import BreakerGuard, BreakerStore
 from tools.guards.cache import CacheGuard, ResultCache
+from tools.guards.metrics import MetricsGuard, ToolMetrics, default_metrics
 from tools.guards.permission import PermissionGuard, Permissions
 from tools.guards.retry import RetryGuard
 from tools.guards.timeout import TimeoutGuard
@@ -60,7 +61,8 @@ class Toolbox:
 
     ``redis`` (an asyncio ``redis.Redis``) holds the cache and breaker state; it may be
     None only when the config switches both off. ``principal`` names this process in
-    audit records (for example the worker unit).
+    audit records (for example the worker unit). ``metrics`` receives the call, cache and
+    breaker series (default: the process's :func:`~tools.guards.metrics.default_metrics`).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class Toolbox:
         audit_sinks: Sequence[AuditSink] = (),
         principal: str = "codebus",
         rng: random.Random | None = None,
+        metrics: ToolMetrics | None = None,
     ) -> None:
         self.registry = servers if isinstance(servers, Registry) else Registry(servers)
         self.config = config or ToolboxConfig()
@@ -87,12 +90,14 @@ class Toolbox:
         self.permissions = Permissions(self.config.roles, self.config.default_role)
         self.cache = ResultCache(redis, names) if redis is not None else None
         self.breakers = BreakerStore(redis, names) if redis is not None else None
-        guards: list[Guard] = [PermissionGuard(self.permissions, self.auditor)]
+        self.metrics = metrics if metrics is not None else default_metrics()
+        guards: list[Guard] = [MetricsGuard(self.metrics)]
+        guards.append(PermissionGuard(self.permissions, self.auditor))
         guards.append(AuditGuard(self.auditor))
         if self.cache is not None:
-            guards.append(CacheGuard(self.cache))
+            guards.append(CacheGuard(self.cache, self.metrics))
         if self.breakers is not None:
-            guards.append(BreakerGuard(self.breakers))
+            guards.append(BreakerGuard(self.breakers, self.metrics))
         guards += [RetryGuard(rng=rng), TimeoutGuard()]
         self._guards = guards
         self._policies: dict[str, ToolPolicy] = {}

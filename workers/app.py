@@ -9,7 +9,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+)
 from redis.exceptions import RedisError
 
 from bus.inbox import Inbox
@@ -25,6 +30,7 @@ from bus.middleware.metrics import InboxWaits
 from bus.rabbitmq import RabbitBroker
 from bus.retry import RetryPolicy
 from bus.runtime import Worker
+from tools.guards.metrics import default_metrics
 from workers import http
 from workers.settings import Settings
 from workers.units import Unit
@@ -108,6 +114,17 @@ def make_middleware(
     ]
 
 
+def worker_registry() -> CollectorRegistry:
+    """The registry a worker serves on ``/metrics``: its consumer series (added by the
+    middleware), the process's tool-layer series, and the process and Python runtime
+    collectors (CPU, memory, file descriptors, GC, version)."""
+    registry = CollectorRegistry()
+    registry.register(default_metrics().registry)
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    return registry
+
+
 async def run_unit(
     unit: Unit,
     settings: Settings,
@@ -116,7 +133,7 @@ async def run_unit(
 ) -> None:
     """Run ``unit`` against RabbitMQ and ``redis`` (the caller's client, from
     :func:`connect_redis`) until SIGTERM/SIGINT, then drain."""
-    registry = CollectorRegistry()
+    registry = worker_registry()
     broker = make_broker(settings, connection_name=f"codebus-{unit.name}")
     try:
         await broker.connect()

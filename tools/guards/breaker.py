@@ -30,17 +30,25 @@ from redis.exceptions import RedisError
 from tools.errors import CircuitOpen, ToolError, ToolTransientError
 from tools.guards import Next, ToolCall
 from tools.guards.breaker_store import Admission, BreakerStatus, BreakerStore
+from tools.guards.metrics import ToolMetrics
 
 __all__ = ["Admission", "BreakerGuard", "BreakerStatus", "BreakerStore"]
 
 log = logging.getLogger(__name__)
 
+_ADMITTED_STATE = {"allow": "closed", "probe": "half_open", "reject": "open"}
+
 
 class BreakerGuard:
     """Rejects calls to a server whose circuit is open; reports outcomes to Redis."""
 
-    def __init__(self, store: BreakerStore) -> None:
+    def __init__(self, store: BreakerStore, metrics: ToolMetrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics
+
+    def _observe(self, server: str, state: str | None) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_breaker(server, state)
 
     def enabled(self, call: ToolCall) -> bool:
         """Switched off per tool with ``breaker: false``."""
@@ -56,6 +64,10 @@ class BreakerGuard:
             raise ToolTransientError(
                 f"circuit-breaker state of {server!r} unavailable: {exc}", tool=call.name
             ) from exc
+        # What the admission proves: "allow" happens only while closed, "probe" only in
+        # half-open. A rejection is reported as open even when another worker's probe
+        # holds a half-open circuit: either way this server is refusing calls.
+        self._observe(server, _ADMITTED_STATE.get(admission.decision))
         if admission.decision == "reject":
             raise CircuitOpen(
                 f"circuit of tool server {server!r} is open; retry after "
@@ -76,6 +88,7 @@ class BreakerGuard:
                     window=policy.breaker_window,
                 )
             )
+            self._observe(server, state)
             if state == "open":
                 log.warning(
                     "circuit of tool server %r is open for %gs after %s: %s",
@@ -96,6 +109,7 @@ class BreakerGuard:
 
     async def _verdict_ok(self, server: str, admission: Admission) -> None:
         state = await self._report(self.store.success(server, admission))
+        self._observe(server, state)
         if admission.decision == "probe" and state == "closed":
             log.warning("circuit of tool server %r closed: the probe succeeded", server)
 

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from schemas.names import Names
 from tools.errors import ToolError, ToolTimeout, ToolTransientError
 from tools.guards import Next, ToolCall
+from tools.guards.metrics import ToolMetrics
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +133,19 @@ def may_have_written(exc: BaseException) -> bool:
 class CacheGuard:
     """Serves read-only tools from the cache and stores their successful results."""
 
-    def __init__(self, cache: ResultCache) -> None:
+    def __init__(self, cache: ResultCache, metrics: ToolMetrics | None = None) -> None:
         self.cache = cache
+        self.metrics = metrics
 
     async def _bump(self, call: ToolCall) -> None:
         try:
             await self.cache.bump(call.spec.server)
         except RedisError:
             log.warning("cache invalidation failed for %s", call.name, exc_info=True)
+
+    def _count(self, call: ToolCall, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.cache.labels(call.name, result).inc()
 
     def enabled(self, call: ToolCall) -> bool:
         """Read-only tools whose policy keeps ``cache`` on, and every write tool (a write
@@ -164,6 +170,9 @@ class CacheGuard:
             generation, hit = await self.cache.lookup(call.name, call.args, call.spec.result_model)
         except RedisError:
             log.warning("cache read failed for %s; calling the tool", call.name, exc_info=True)
+            self._count(call, "error")
+        else:
+            self._count(call, "miss" if hit is None else "hit")
         if hit is not None:
             call.cache_hit = True
             return hit

@@ -29,6 +29,7 @@ from schemas.envelope import Event
 from schemas.gateway_config import OutboundSubscription
 from schemas.webhooks import sign_headers
 from tools.errors import ToolFailed, ToolTimeout, ToolTransientError
+from tools.guards.metrics import ToolMetrics, default_metrics
 from tools.webhooks.redact import redact_url, scrub
 from tools.webhooks.ssrf import (
     TOOL,
@@ -81,6 +82,7 @@ class WebhookSender:
         clock: Callable[[], float] = time.time,
         ssl_context: ssl.SSLContext | None = None,
         user_agent: str = USER_AGENT,
+        metrics: ToolMetrics | None = None,
     ) -> None:
         self.allowed_cidrs = tuple(allowed_cidrs)
         self.timeout = timeout
@@ -88,16 +90,24 @@ class WebhookSender:
         self._clock = clock
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._user_agent = user_agent
+        self.metrics = metrics if metrics is not None else default_metrics()
 
     async def deliver(self, subscription: OutboundSubscription, event: Event) -> DeliveryResult:
         """Deliver ``event`` to ``subscription`` (its URL, secret and timeout)."""
-        return await self.send(
-            subscription.url,
-            subscription.secret.get_secret_value(),
-            event.id,
-            event.to_json(),
-            timeout=subscription.timeout_seconds,
-        )
+        started = time.monotonic()
+        try:
+            result = await self.send(
+                subscription.url,
+                subscription.secret.get_secret_value(),
+                event.id,
+                event.to_json(),
+                timeout=subscription.timeout_seconds,
+            )
+        except BaseException as exc:
+            self.metrics.observe_delivery(exc, time.monotonic() - started)
+            raise
+        self.metrics.observe_delivery(None, time.monotonic() - started)
+        return result
 
     async def send(
         self, url: str, secret: str, msg_id: str, body: bytes, *, timeout: float | None = None
