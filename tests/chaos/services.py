@@ -30,7 +30,7 @@ RECOMMENDED_ADVANCED_CONFIG = (
 
 class PrivateRabbit:
     """One RabbitMQ node of our own: ``start()``, ``kill()`` (SIGKILL of the Erlang VM),
-    ``stop_app()`` / ``start_app()``, ``ctl(...)`` and ``stop()``."""
+    ``stop_app()`` / ``start_app()``, ``set_memory_alarm(on)``, ``ctl(...)`` and ``stop()``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -139,6 +139,17 @@ class PrivateRabbit:
         """``rabbitmqctl start_app`` and wait until AMQP answers again."""
         self.ctl("start_app", timeout=timeout)
         self._wait(timeout)
+
+    def set_memory_alarm(self, on: bool) -> None:
+        """Raise (a watermark far below use) or clear the node's memory alarm; returns
+        once the node reports the new state (it checks its memory periodically)."""
+        self.ctl("set_vm_memory_high_watermark", "0.000001" if on else "0.4")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if ("memory" in self.ctl("eval", "rabbit_alarm:get_alarms().")) == on:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"memory alarm did not turn {'on' if on else 'off'}")
 
     def stop(self) -> None:
         """Stop the node for good (kill if it does not stop) and leave nothing behind."""

@@ -26,13 +26,7 @@ async def test_publish_under_memory_alarm_is_outcome_unknown_then_delivered(
     try:
         await broker.declare_queue(queue, ["deployment.requested"])
         await broker.ping()
-        await asyncio.to_thread(private_rabbit.ctl, "set_vm_memory_high_watermark", "0.000001")
-        for _ in range(100):  # the node checks its memory periodically
-            if "memory" in await asyncio.to_thread(
-                private_rabbit.ctl, "eval", "rabbit_alarm:get_alarms()."
-            ):
-                break
-            await asyncio.sleep(0.2)
+        await asyncio.to_thread(private_rabbit.set_memory_alarm, True)
         event = new_event("deployment.requested", {"app": "a", "version": "1"})
         with pytest.raises(PublishOutcomeUnknown) as err:
             await broker.publish(event)
@@ -40,7 +34,7 @@ async def test_publish_under_memory_alarm_is_outcome_unknown_then_delivered(
         assert "no confirm within 2s" in str(err.value) and "may have taken it" in str(err.value)
         with pytest.raises(BrokerUnavailable, match="blocked this connection"):
             await broker.ping()
-        await asyncio.to_thread(private_rabbit.ctl, "set_vm_memory_high_watermark", "0.4")
+        await asyncio.to_thread(private_rabbit.set_memory_alarm, False)
         # The "failed" publish was only late: it arrives once the alarm clears.
         for _ in range(100):
             if await broker.depth(queue) == 1:

@@ -31,9 +31,9 @@ from gateway.app import create_app
 from schemas.envelope import Event
 from schemas.gateway_config import GatewayConfig
 from schemas.names import Names
+from tests.chaos.services import RABBIT_BIN, PrivateRabbit
 from tests.conftest import IN_CI
 from tests.gateway.conftest import OPS_KEY, config_document
-from tests.gateway.private_rabbit import RABBIT_BIN, PrivateRabbit
 from tests.reports import report
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(300)]
