@@ -26,7 +26,7 @@ from flows.analysis import analysis_result, measure, next_due
 from schemas.analysis import AnalysisResult, AnalysisTemplate, Measurement
 from schemas.names import Names
 from tests.reports import report
-from tests.tools.adapters.prom_process import free_port, prometheus_binary
+from tests.tools.adapters.prom_process import prometheus_binary, prometheus_process
 from tools.adapters.prometheus import PrometheusConfig, PrometheusServer
 from tools.config import ToolboxConfig
 from tools.toolbox import Toolbox
@@ -109,43 +109,18 @@ async def prometheus(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
         pytest.skip(msg)
     workdir = tmp_path_factory.mktemp("prometheus-analysis")
     target = Target(ratios={"good": 0.01, "bad": 0.2, "web": 0.01})
-    async with _serve(target) as target_port:
-        port = free_port()
-        config = workdir / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-            f"scrape_configs:\n  - job_name: {JOB}\n"
-            f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
-        )
-        log = workdir / "prometheus.log"
-        with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-                stdout=out,
-                stderr=out,
-            )
-        url = f"http://127.0.0.1:{port}"
+    async with (
+        _serve(target) as target_port,
+        prometheus_process(binary, workdir, {JOB: f"127.0.0.1:{target_port}"}) as (url, log),
+    ):
 
         async def rates_ready(session: aiohttp.ClientSession) -> bool:
             query = f'rate(http_requests_total{{app="good"}}[{WINDOW}])'
             async with session.get(f"{url}/api/v1/query", params={"query": query}) as resp:
                 return len((await resp.json())["data"]["result"]) == 2
 
-        try:
-            await _until(rates_ready, "the first rates of the target", log)
-            yield Running(url=url, target=target)
-        finally:
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 10)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+        await _until(rates_ready, "the first rates of the target", log)
+        yield Running(url=url, target=target)
 
 
 @pytest_asyncio.fixture(loop_scope="module")

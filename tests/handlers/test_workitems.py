@@ -28,7 +28,7 @@ from handlers.workitems import REPRO_STEPS, create_once, ref_tag
 from schemas.envelope import new_event
 from schemas.names import Names
 from tests.tools.adapters.ado_server import AdoStub, start_ado_stub
-from tests.tools.adapters.prom_process import free_port, prometheus_binary
+from tests.tools.adapters.prom_process import free_port, prometheus_binary, prometheus_process
 from tests.tools.adapters.slack_server import SlackStub, start_slack_stub
 from tools.adapters.azure_devops import AzureDevOpsConfig, AzureDevOpsServer
 from tools.adapters.prometheus import PrometheusConfig, PrometheusServer
@@ -150,34 +150,10 @@ async def prometheus_scraping(port_of_target: int, workdir: Path) -> AsyncIterat
         if IN_CI:
             pytest.fail(msg)
         pytest.skip(msg)
-    port = free_port()
-    config = workdir / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-        "scrape_configs:\n  - job_name: codebus-workitems\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{port_of_target}']\n"
-    )
-    log = workdir / "prometheus.log"
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-            stdout=out,
-            stderr=out,
-        )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+    async with prometheus_process(
+        binary, workdir, {"codebus-workitems": f"127.0.0.1:{port_of_target}"}
+    ) as (url, _):
+        yield url
 
 
 async def promql(url: str, query: str, want: Any, seconds: float = 45) -> list[dict[str, Any]]:

@@ -86,18 +86,21 @@ async def _wait_for(check: object, deadline: float, what: str, log: Path) -> Non
 
 
 @contextlib.asynccontextmanager
-async def running_prometheus(binary: str, workdir: Path) -> AsyncIterator[RunningPrometheus]:
-    """Start the target and prometheus; wait until the target has been scraped as up."""
-    scrapes: list[int] = []
-    runner, target_port = await _serve_metrics(scrapes)
-    target, dead = f"127.0.0.1:{target_port}", f"127.0.0.1:{free_port()}"
+async def prometheus_process(
+    binary: str, workdir: Path, jobs: dict[str, str]
+) -> AsyncIterator[tuple[str, Path]]:
+    """The prometheus binary scraping each job's target (``host:port``) every second, on
+    a free loopback port, from ``workdir``; yields its URL and log file; stopped at the end.
+    Waiting for what a test needs (ready, first scrape, first rates) is the caller's."""
     port = free_port()
     config = workdir / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  scrape_timeout: 1s\n"
-        f"scrape_configs:\n"
-        f"  - job_name: {JOB}\n    static_configs:\n      - targets: ['{target}']\n"
-        f"  - job_name: {DEAD_JOB}\n    static_configs:\n      - targets: ['{dead}']\n"
+        "scrape_configs:\n"
+        + "".join(
+            f"  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
+            for job, target in jobs.items()
+        )
     )
     log = workdir / "prometheus.log"
     with log.open("wb") as out:
@@ -110,22 +113,8 @@ async def running_prometheus(binary: str, workdir: Path) -> AsyncIterator[Runnin
             stdout=out,
             stderr=out,
         )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-
-        async def ready(session: aiohttp.ClientSession) -> bool:
-            async with session.get(f"{url}/-/ready") as resp:
-                return resp.status == 200
-
-        async def target_up(session: aiohttp.ClientSession) -> bool:
-            params = {"query": f'up{{job="{JOB}"}} == 1'}
-            async with session.get(f"{url}/api/v1/query", params=params) as resp:
-                return bool((await resp.json())["data"]["result"])
-
-        await _wait_for(ready, deadline, "prometheus /-/ready", log)
-        await _wait_for(target_up, deadline, "first scrape of the target", log)
-        yield RunningPrometheus(url=url, target=target, dead_target=dead, scrapes=scrapes)
+        yield f"http://127.0.0.1:{port}", log
     finally:
         if proc.returncode is None:
             proc.terminate()
@@ -134,4 +123,32 @@ async def running_prometheus(binary: str, workdir: Path) -> AsyncIterator[Runnin
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def running_prometheus(binary: str, workdir: Path) -> AsyncIterator[RunningPrometheus]:
+    """Start the target and prometheus; wait until the target has been scraped as up."""
+    scrapes: list[int] = []
+    runner, target_port = await _serve_metrics(scrapes)
+    target, dead = f"127.0.0.1:{target_port}", f"127.0.0.1:{free_port()}"
+    try:
+        async with prometheus_process(binary, workdir, {JOB: target, DEAD_JOB: dead}) as (
+            url,
+            log,
+        ):
+            deadline = time.monotonic() + 60
+
+            async def ready(session: aiohttp.ClientSession) -> bool:
+                async with session.get(f"{url}/-/ready") as resp:
+                    return resp.status == 200
+
+            async def target_up(session: aiohttp.ClientSession) -> bool:
+                params = {"query": f'up{{job="{JOB}"}} == 1'}
+                async with session.get(f"{url}/api/v1/query", params=params) as resp:
+                    return bool((await resp.json())["data"]["result"])
+
+            await _wait_for(ready, deadline, "prometheus /-/ready", log)
+            await _wait_for(target_up, deadline, "first scrape of the target", log)
+            yield RunningPrometheus(url=url, target=target, dead_target=dead, scrapes=scrapes)
+    finally:
         await runner.cleanup()
