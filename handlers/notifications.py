@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from bus.context import HandlerContext
+from bus.errors import Reject
 from bus.router import Router
 from handlers.toolcalls import call_tool
 from schemas.envelope import Event
-from schemas.events import NotificationRequested
+from schemas.errors import SchemaError
+from schemas.events import NotificationRequested, validate_payload
 
 router = Router("notify")
 
@@ -31,15 +33,15 @@ _STYLE: dict[str, tuple[str, str, str | None]] = {
 }
 
 
-def matters(event: Event) -> bool:
+def matters(event_type: str, d: dict[str, Any]) -> bool:
     """One notification per state change people act on: not per measurement or step,
     and a timed pause (a bake) is no news; a pause until someone promotes is."""
-    return not (event.type == "deployment.paused" and event.data.get("until") is not None)
+    return not (event_type == "deployment.paused" and d.get("until") is not None)
 
 
-def title_for(event: Event) -> str:
-    """A one-line human title for an event."""
-    d: dict[str, Any] = event.data
+def title_for(event_type: str, d: dict[str, Any]) -> str:
+    """A one-line human title for an event, from its validated payload (defaults
+    included: an environment left out on the wire is the model's default, never None)."""
     who = f"{d.get('app', '?')} {d.get('version', '')}".strip()
     return {
         "deployment.started": f"Deployment started: {who} to {d.get('environment')}",
@@ -52,13 +54,17 @@ def title_for(event: Event) -> str:
         "deployment.stalled": f"Deployment stalled: {who} in {d.get('phase')}",
         "deployment.paused": f"Deployment paused: {who} ({d.get('reason')})",
         "security.issue_found": f"Security issue: {d.get('issue')}",
-    }.get(event.type, event.type)
+    }.get(event_type, event_type)
 
 
 @router.subscribe(*_STYLE, name="notify.compose")
 async def compose(event: Event, ctx: HandlerContext) -> None:
     """Turn a deployment or security event into a notification request."""
-    if not matters(event):
+    try:
+        data = validate_payload(event.type, event.data).model_dump(mode="json")
+    except SchemaError as exc:
+        raise Reject(str(exc)) from exc
+    if not matters(event.type, data):
         ctx.logger.debug("%s is not worth a notification", event.type)
         return
     channel, kind, color = _STYLE[event.type]
@@ -66,9 +72,11 @@ async def compose(event: Event, ctx: HandlerContext) -> None:
         "notification.requested",
         NotificationRequested(
             channel=channel,
-            title=title_for(event)[:300],
+            title=title_for(event.type, data)[:300],
             notification_type=kind,  # type: ignore[arg-type]
-            details={k: v for k, v in event.data.items() if not isinstance(v, dict | list)},
+            details={
+                k: v for k, v in data.items() if v is not None and not isinstance(v, dict | list)
+            },
             color=color,  # type: ignore[arg-type]
         ),
     )
