@@ -38,6 +38,7 @@ from schemas.flows import (
     StrategySpec,
 )
 from schemas.tools.security_scanner import Vulnerability
+from tools.adapters.kubernetes_fake import sample_app_manifests
 from tools.adapters.prometheus_fake import FakePrometheusServer
 from tools.adapters.security_scanner_fake import FakeSecurityScannerServer
 from tools.adapters.slack_fake import FakeSlackServer
@@ -50,30 +51,7 @@ ERROR_RATE = (
 
 
 def _manifests(app: str, image: str, replicas: int) -> str:
-    labels = {"app": app}
-    return yaml.safe_dump_all(
-        [
-            {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": app, "labels": labels},
-                "spec": {
-                    "replicas": replicas,
-                    "selector": {"matchLabels": labels},
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {"containers": [{"name": app, "image": image}]},
-                    },
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": app},
-                "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
-            },
-        ]
-    )
+    return yaml.safe_dump_all(sample_app_manifests(app, image, replicas))
 
 
 def _config(root: str) -> FlowsConfig:
