@@ -38,10 +38,10 @@ from schemas.flows import (
     StrategySpec,
 )
 from schemas.tools.security_scanner import Vulnerability
-from tools.adapters.kubernetes_fake import sample_app_manifests
-from tools.adapters.prometheus_fake import FakePrometheusServer
-from tools.adapters.security_scanner_fake import FakeSecurityScannerServer
-from tools.adapters.slack_fake import FakeSlackServer
+from tools.fakes.kubernetes import sample_app_manifests
+from tools.fakes.prometheus import FakePrometheusServer
+from tools.fakes.security_scanner import FakeSecurityScannerServer
+from tools.fakes.slack import FakeSlackServer
 from workers.embedded import EmbeddedSystem
 
 VULNERABLE_IMAGE = "shop:2.0.0"

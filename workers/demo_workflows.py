@@ -12,8 +12,8 @@ from typing import Any, TextIO
 
 from schemas.envelope import Event, new_event
 from schemas.tools.security_scanner import Vulnerability
-from tools.adapters.s3_storage_fake import FakeS3StorageServer
-from tools.adapters.security_scanner_fake import FakeSecurityScannerServer
+from tools.fakes.s3_storage import FakeS3StorageServer
+from tools.fakes.security_scanner import FakeSecurityScannerServer
 from workers.embedded import EmbeddedSystem
 
 BUCKET = "demo-databases"

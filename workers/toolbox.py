@@ -8,27 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from schemas.names import Names
-from tools.adapters.azure_devops import AzureDevOpsConfig, AzureDevOpsServer
-from tools.adapters.azure_devops_fake import FakeAzureDevOpsServer
-from tools.adapters.desktop_commander import DesktopCommanderConfig, DesktopCommanderServer
-from tools.adapters.desktop_commander_fake import FakeDesktopCommanderServer
-from tools.adapters.docker import DockerConfig, DockerServer
-from tools.adapters.docker_fake import FakeDockerServer
-from tools.adapters.kubernetes import KubernetesServer
-from tools.adapters.kubernetes_client import KubernetesConfig
-from tools.adapters.kubernetes_fake import FakeKubernetesServer
-from tools.adapters.prometheus import PrometheusConfig, PrometheusServer
-from tools.adapters.prometheus_fake import FakePrometheusServer
-from tools.adapters.s3_storage import S3Config, S3StorageServer
-from tools.adapters.s3_storage_fake import FakeS3StorageServer
-from tools.adapters.security_scanner import SecurityScannerConfig, SecurityScannerServer
-from tools.adapters.security_scanner_fake import FakeSecurityScannerServer
-from tools.adapters.slack import SlackConfig, SlackNotificationsServer
-from tools.adapters.slack_fake import FakeSlackServer
 from tools.config import ToolboxConfig
+from tools.extras import MissingExtra
+from tools.servers import SERVER_KINDS, config_class, fake_class, server_class
 from tools.spec import ToolServer
 from tools.toolbox import Toolbox
 from workers.settings import ConfigError
@@ -41,31 +26,54 @@ UNIT_ROLES: dict[str, list[str]] = unit_roles()
 
 class ToolsFile(BaseModel):
     """The tools configuration file: one optional section per tool server, plus the
-    guard policy (``guards``). Servers without a section are not registered."""
+    guard policy (``guards``). Servers without a section are not registered.
+
+    A section is validated by its adapter's config model (``DockerConfig``, ...), which
+    is imported only when the section is present: a worker imports the adapters (and
+    their libraries) its file configures, nothing else (see ``tools.servers``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    docker: DockerConfig | None = None
-    kubernetes: KubernetesConfig | None = None
-    security_scanner: SecurityScannerConfig | None = None
-    s3_storage: S3Config | None = None
-    slack_notifications: SlackConfig | None = None
-    prometheus_monitoring: PrometheusConfig | None = None
-    azure_devops: AzureDevOpsConfig | None = None
-    desktop_commander: DesktopCommanderConfig | None = None
+    docker: Any = None  # DockerConfig
+    kubernetes: Any = None  # KubernetesConfig
+    security_scanner: Any = None  # SecurityScannerConfig
+    s3_storage: Any = None  # S3Config
+    slack_notifications: Any = None  # SlackConfig
+    prometheus_monitoring: Any = None  # PrometheusConfig
+    azure_devops: Any = None  # AzureDevOpsConfig
+    desktop_commander: Any = None  # DesktopCommanderConfig
     guards: dict[str, Any] = {}
 
+    @field_validator(*SERVER_KINDS, mode="before")
+    @classmethod
+    def _section(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        model = config_class(str(info.field_name))
+        return value if isinstance(value, model) else model.model_validate(value)
 
-_REAL = {
-    "docker": DockerServer,
-    "kubernetes": KubernetesServer,
-    "security_scanner": SecurityScannerServer,
-    "s3_storage": S3StorageServer,
-    "slack_notifications": SlackNotificationsServer,
-    "prometheus_monitoring": PrometheusServer,
-    "azure_devops": AzureDevOpsServer,
-    "desktop_commander": DesktopCommanderServer,
-}
+
+def _sections(raw: Any, path: Path) -> dict[str, Any]:
+    """The server sections of ``raw`` validated one by one, so that an error names the
+    section and field (``docker.socket: ...``) and a missing extra names the extra."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid tools config {path}: expected a mapping of sections")
+    out: dict[str, Any] = {}
+    errors: list[str] = []
+    for key, value in raw.items():
+        if key not in SERVER_KINDS or value is None:
+            continue
+        try:
+            out[key] = config_class(key).model_validate(value)
+        except MissingExtra as exc:
+            raise ConfigError(f"tools config {path}: {exc}") from None
+        except ValidationError as exc:
+            errors += [
+                f"{'.'.join(str(p) for p in (key, *e['loc']))}: {e['msg']}" for e in exc.errors()
+            ]
+    if errors:
+        raise ConfigError(f"invalid tools config {path}: {'; '.join(errors)}")
+    return out
 
 
 def load_tools_file(path: Path | None) -> ToolsFile:
@@ -74,7 +82,7 @@ def load_tools_file(path: Path | None) -> ToolsFile:
         return ToolsFile()
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
-        return ToolsFile.model_validate(raw)
+        return ToolsFile.model_validate({**raw, **_sections(raw, path)})
     except OSError as exc:
         raise ConfigError(f"cannot read tools config {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
@@ -87,8 +95,16 @@ def load_tools_file(path: Path | None) -> ToolsFile:
 
 
 def real_servers(cfg: ToolsFile) -> list[ToolServer]:
-    """An adapter for every configured section."""
-    return [cls(getattr(cfg, key)) for key, cls in _REAL.items() if getattr(cfg, key) is not None]
+    """An adapter for every configured section; only those adapters are imported."""
+    servers: list[ToolServer] = []
+    for key in SERVER_KINDS:
+        section = getattr(cfg, key)
+        if section is not None:
+            try:
+                servers.append(server_class(key)(section))
+            except MissingExtra as exc:
+                raise ConfigError(str(exc)) from None
+    return servers
 
 
 def configured_servers(fake: bool, cfg: ToolsFile) -> list[ToolServer]:
@@ -98,16 +114,7 @@ def configured_servers(fake: bool, cfg: ToolsFile) -> list[ToolServer]:
 
 def fake_servers() -> list[ToolServer]:
     """In-memory fakes of every tool server (embedded mode, demos, handler tests)."""
-    return [
-        FakeDockerServer(),
-        FakeKubernetesServer(),
-        FakeSecurityScannerServer(),
-        FakeS3StorageServer(),
-        FakeSlackServer(),
-        FakePrometheusServer(),
-        FakeAzureDevOpsServer(),
-        FakeDesktopCommanderServer(),
-    ]
+    return [fake_class(key)() for key in SERVER_KINDS]
 
 
 #: Per-tool guard overrides that the tools' own semantics call for (a file may change them).

@@ -28,7 +28,7 @@ from tests.tools.adapters.k8s_state import by_kind
 from tools.adapters.kubernetes import KubernetesServer
 from tools.adapters.kubernetes_client import KubernetesConfig
 from tools.adapters.prometheus import PrometheusConfig, PrometheusServer
-from tools.adapters.security_scanner_fake import FakeSecurityScannerServer
+from tools.fakes.security_scanner import FakeSecurityScannerServer
 from tools.spec import ToolServer
 from workers.app import make_middleware
 from workers.settings import Settings

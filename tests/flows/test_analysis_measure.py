@@ -16,9 +16,9 @@ from schemas.tools.prometheus import (
     PrometheusQueryRangeArgs,
     PrometheusQueryResult,
 )
-from tools.adapters.prometheus_fake import FakePrometheusServer
 from tools.config import ToolboxConfig
 from tools.errors import ToolTransientError
+from tools.fakes.prometheus import FakePrometheusServer
 from tools.toolbox import Toolbox
 
 RATE = 'errors{app="{{args.app}}"}'

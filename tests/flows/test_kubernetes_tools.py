@@ -16,7 +16,7 @@ from tests.flows.helpers import deployment, service
 from tests.tools.adapters.k8s_apiserver import FakeApiServer, serve
 from tools.adapters.kubernetes import KubernetesServer
 from tools.adapters.kubernetes_client import KubernetesConfig
-from tools.adapters.kubernetes_fake import FakeKubernetesServer
+from tools.fakes.kubernetes import FakeKubernetesServer
 
 
 @pytest_asyncio.fixture

@@ -13,7 +13,7 @@ from flows.pipeline_store import WorkflowStore
 from schemas.envelope import new_event
 from schemas.workflows import WorkflowSpec, WorkflowState
 from tests.flows.test_strategies_embedded import flows_config, manifests
-from tools.adapters.slack_fake import FakeSlackServer
+from tools.fakes.slack import FakeSlackServer
 from workers.embedded import EmbeddedSystem
 
 pytestmark = pytest.mark.timeout(60)

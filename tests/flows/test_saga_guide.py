@@ -10,8 +10,8 @@ import pytest
 
 from schemas.names import Names
 from tests.flows.pipeline_support import running_workflows
-from tools.adapters.kubernetes_fake import FakeKubernetesServer
-from tools.adapters.s3_storage_fake import FakeS3StorageServer
+from tools.fakes.kubernetes import FakeKubernetesServer
+from tools.fakes.s3_storage import FakeS3StorageServer
 from workers.cli_flows import load_spec
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.redis]

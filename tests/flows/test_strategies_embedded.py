@@ -15,9 +15,9 @@ from schemas.analysis import AnalysisTemplate
 from schemas.envelope import new_event
 from schemas.flows import BlueGreenSpec, CanarySpec, FlowsConfig, FlowState, StrategySpec
 from tests.flows.helpers import deployment, service
-from tools.adapters.kubernetes_fake import FakeKubernetesServer
-from tools.adapters.prometheus_fake import FakePrometheusServer
-from tools.adapters.slack_fake import FakeSlackServer
+from tools.fakes.kubernetes import FakeKubernetesServer
+from tools.fakes.prometheus import FakePrometheusServer
+from tools.fakes.slack import FakeSlackServer
 from workers.embedded import EmbeddedSystem
 
 pytestmark = pytest.mark.timeout(60)

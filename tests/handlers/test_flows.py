@@ -8,11 +8,11 @@ import pytest
 from schemas.envelope import new_event
 from schemas.flows import FlowsConfig, RollingSpec, StrategySpec
 from schemas.tools.security_scanner import Vulnerability
-from tools.adapters.docker_fake import FakeDockerServer
-from tools.adapters.kubernetes_fake import FakeKubernetesServer
-from tools.adapters.security_scanner_fake import FakeSecurityScannerServer
-from tools.adapters.slack_fake import FakeSlackServer
 from tools.errors import ToolTransientError
+from tools.fakes.docker import FakeDockerServer
+from tools.fakes.kubernetes import FakeKubernetesServer
+from tools.fakes.security_scanner import FakeSecurityScannerServer
+from tools.fakes.slack import FakeSlackServer
 from workers.embedded import EmbeddedSystem
 
 pytestmark = pytest.mark.timeout(60)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from schemas.envelope import new_event
 from schemas.names import HEADER_DEAD_REASON
-from tools.adapters.slack_fake import FakeSlackServer
+from tools.fakes.slack import FakeSlackServer
 from workers.embedded import EmbeddedSystem
 
 

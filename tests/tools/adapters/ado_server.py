@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tools.adapters.azure_devops_fake import parse_wiql
+from tools.fakes.azure_devops import parse_wiql
 
 _OPS = {"add", "replace", "remove", "test", "copy", "move"}
 _FIELD_PATH = re.compile(r"^/fields/([A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)+)$")

@@ -22,8 +22,8 @@ from schemas.tools.azure_devops import (
 from tests.helpers import silent_server
 from tests.tools.adapters.ado_server import AdoStub, start_ado_stub
 from tools.adapters.azure_devops import AzureDevOpsConfig, AzureDevOpsServer
-from tools.adapters.azure_devops_fake import FakeAzureDevOpsServer
 from tools.errors import ToolFailed, ToolTimeout, ToolTransientError
+from tools.fakes.azure_devops import FakeAzureDevOpsServer
 from tools.spec import ToolServer
 
 PAT = "pat-secret-0123456789"

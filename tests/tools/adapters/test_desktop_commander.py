@@ -28,8 +28,8 @@ from tools.adapters.desktop_commander import (
     ExecutableNotAllowed,
     PathOutsideRoots,
 )
-from tools.adapters.desktop_commander_fake import FakeDesktopCommanderServer
 from tools.errors import ToolArgumentError, ToolFailed, ToolTimeout
+from tools.fakes.desktop_commander import FakeDesktopCommanderServer
 
 
 async def call(server: Any, tool: str, args: BaseModel) -> Any:

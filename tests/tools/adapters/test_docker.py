@@ -30,8 +30,8 @@ from schemas.tools.docker import (
     DockerSystemPruneArgs,
 )
 from tools.adapters.docker import DockerConfig, DockerServer, translate_docker_error
-from tools.adapters.docker_fake import CannedRun, FakeDockerServer
 from tools.errors import ToolArgumentError, ToolFailed, ToolTimeout, ToolTransientError
+from tools.fakes.docker import CannedRun, FakeDockerServer
 
 BUSYBOX = Path("/usr/bin/busybox")
 

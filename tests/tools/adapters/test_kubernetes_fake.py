@@ -19,9 +19,9 @@ from schemas.tools.kubernetes import (
     KubectlScaleArgs,
 )
 from tools.adapters.kubernetes import KubernetesConfig, KubernetesServer
-from tools.adapters.kubernetes_fake import FakeKubernetesServer, sample_app_manifests
 from tools.adapters.kubernetes_rollout import RolloutTimeout
 from tools.errors import ToolArgumentError, ToolFailed, ToolTransientError
+from tools.fakes.kubernetes import FakeKubernetesServer, sample_app_manifests
 
 
 def _deployment(image: str) -> dict[str, Any]:

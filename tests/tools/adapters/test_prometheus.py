@@ -37,8 +37,8 @@ from tests.tools.adapters.prom_process import (
     running_prometheus,
 )
 from tools.adapters.prometheus import PrometheusConfig, PrometheusServer
-from tools.adapters.prometheus_fake import FakePrometheusServer
 from tools.errors import ToolFailed, ToolTimeout, ToolTransientError
+from tools.fakes.prometheus import FakePrometheusServer
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")

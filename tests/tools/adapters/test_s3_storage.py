@@ -24,8 +24,8 @@ from schemas.tools.s3_storage import (
 )
 from tests.helpers import free_port, moto_server, silent_server
 from tools.adapters.s3_storage import S3Config, S3StorageServer
-from tools.adapters.s3_storage_fake import FakeS3StorageServer
 from tools.errors import ToolArgumentError, ToolFailed, ToolTimeout, ToolTransientError
+from tools.fakes.s3_storage import FakeS3StorageServer
 from tools.spec import ToolServer
 
 KEY_ID = "AKIDTESTING"

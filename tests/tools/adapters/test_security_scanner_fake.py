@@ -16,8 +16,8 @@ from schemas.tools.security_scanner import (
     Vulnerability,
 )
 from tools.adapters.security_scanner import SecurityScannerConfig, SecurityScannerServer
-from tools.adapters.security_scanner_fake import FakeSecurityScannerServer
 from tools.errors import ToolTransientError
+from tools.fakes.security_scanner import FakeSecurityScannerServer
 
 
 def _vuln(vid: str, severity: str, package: str = "openssl") -> Vulnerability:

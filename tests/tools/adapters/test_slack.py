@@ -18,8 +18,8 @@ from tools.adapters.slack import (
     SlackRateLimited,
     notification_color,
 )
-from tools.adapters.slack_fake import FakeSlackServer
 from tools.errors import ToolArgumentError, ToolTimeout, ToolTransientError
+from tools.fakes.slack import FakeSlackServer
 from tools.spec import ToolServer
 
 TOKEN = "xoxb-test-0000-secret"
