@@ -78,6 +78,20 @@ def info(message: Message) -> DeadLetterInfo:
     )
 
 
+#: Most dead letters a tail-requeueing queue is cycled through to keep its order (below).
+MAX_CYCLE = 100_000
+
+
+def requeues_at_tail(broker: Broker) -> bool:
+    """Where a nacked (requeued) message goes back: RabbitMQ quorum queues put it at the
+    TAIL, classic queues and the in-memory broker back at the HEAD (its old position).
+
+    This was the root cause of ``codebus dlq list`` flipping the queue's order on every
+    call: the taken messages were put back in reverse, which restores the order on a
+    head-requeueing queue and reverses it on a quorum queue."""
+    return getattr(broker, "queue_type", None) == "quorum"
+
+
 async def _take_all(broker: Broker, limit: int) -> list[Delivery]:
     taken: list[Delivery] = []
     while len(taken) < limit:
@@ -88,14 +102,28 @@ async def _take_all(broker: Broker, limit: int) -> list[Delivery]:
     return taken
 
 
+async def _take(broker: Broker, limit: int) -> list[Delivery]:
+    """Take up to ``limit`` dead letters, oldest first. On a tail-requeueing queue the
+    whole queue is taken (up to :data:`MAX_CYCLE`): putting back only the first
+    ``limit`` would move them behind the rest."""
+    return await _take_all(broker, max(limit, MAX_CYCLE) if requeues_at_tail(broker) else limit)
+
+
+async def _put_back(broker: Broker, taken: list[Delivery]) -> None:
+    """Requeue ``taken`` (oldest first) so that the queue keeps its order: in order at the
+    tail of an emptied quorum queue, in reverse at the head of the others."""
+    for d in taken if requeues_at_tail(broker) else reversed(taken):
+        await d.nack(requeue=True)
+
+
 async def list_dead_letters(broker: Broker, limit: int = 100) -> list[DeadLetterInfo]:
-    """Up to ``limit`` dead letters, oldest first; they stay in the queue."""
-    taken = await _take_all(broker, limit)
+    """Up to ``limit`` dead letters in queue order (oldest first); they stay in the
+    queue, in the same order, on both brokers and both queue types."""
+    taken = await _take(broker, limit)
     try:
-        return [info(d.message) for d in taken]
+        return [info(d.message) for d in taken[:limit]]
     finally:
-        for d in reversed(taken):
-            await d.nack(requeue=True)
+        await _put_back(broker, taken)
 
 
 async def replay(
@@ -104,14 +132,15 @@ async def replay(
     select: Callable[[DeadLetterInfo], bool] = lambda _: True,
     limit: int = 1000,
 ) -> list[DeadLetterInfo]:
-    """Send selected dead letters back to the queue they died in, attempt count reset.
-    Each is removed from the dead-letter queue only after the copy is confirmed."""
-    taken = await _take_all(broker, limit)
+    """Send selected dead letters back to the queue they died in, attempt count reset, in
+    queue order (oldest first; the order of the returned list). Each is removed from the
+    dead-letter queue only after the copy is confirmed; the others keep their order."""
+    taken = await _take(broker, limit)
     replayed: list[DeadLetterInfo] = []
     keep: list[Delivery] = []
-    for d in taken:
+    for index, d in enumerate(taken):
         dl = info(d.message)
-        if not select(dl) or not dl.queue:
+        if index >= limit or not select(dl) or not dl.queue:
             keep.append(d)
             continue
         fresh = d.message.with_headers(
@@ -131,8 +160,7 @@ async def replay(
         await broker.send(dl.queue, fresh)
         await d.ack()
         replayed.append(dl)
-    for d in reversed(keep):
-        await d.nack(requeue=True)
+    await _put_back(broker, keep)
     return replayed
 
 
