@@ -21,7 +21,9 @@ RUN groupadd --system --gid 10001 codebus \
 
 # Build from a throw-away copy of the source (see .dockerignore), install, remove it.
 COPY . /tmp/src
-RUN pip install --no-cache-dir /tmp/src \
+# Every tool server's libraries (one image for every unit); not the `embedded` extra:
+# fakeredis is for the demo and tests, not for production.
+RUN pip install --no-cache-dir "/tmp/src[docker,kubernetes,s3,scanner]" \
  && rm -rf /tmp/src
 
 # The deploy unit resolves a relative `manifest_path` (default ./k8s/<app>/) against the

@@ -10,7 +10,7 @@ echo "== Debian packages (rabbitmq-server, redis-server, docker.io, busybox-stat
 bash scripts/services.sh install
 
 echo "== Python packages"
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+python3 -m pip install --quiet --disable-pip-version-check -e '.[all,test]'
 
 echo "== AsyncAPI parser (npm @asyncapi/parser into .services/asyncapi, for tests/ops)"
 if ! command -v npm >/dev/null; then

@@ -17,6 +17,20 @@ EXTRAS = {
     "embedded": "`codebus demo` and the embedded system (fakeredis)",
 }
 
+#: Top-level module -> the extra that installs it.
+MODULE_EXTRAS = {
+    "aiodocker": "docker",
+    "docker": "docker",
+    "kubernetes_asyncio": "kubernetes",
+    "aiobotocore": "s3",
+    "botocore": "s3",
+    "debian": "scanner",
+    "semver": "scanner",
+    "packaging": "scanner",
+    "fakeredis": "embedded",
+    "lupa": "embedded",
+}
+
 #: codebus's own top-level packages: an import error inside them is a bug, not an extra.
 _OWN = ("schemas", "bus", "tools", "flows", "handlers", "workers", "gateway", "codebus")
 
@@ -32,13 +46,18 @@ class MissingExtra(ConfigError, ImportError):
         self.extra = extra
 
 
+def extra_for(module: str | None) -> str | None:
+    """The extra that installs ``module`` (a dotted name is looked up by its top level)."""
+    return MODULE_EXTRAS.get((module or "").split(".")[0])
+
+
 def import_for(module: str, extra: str, needed_by: str) -> ModuleType:
     """Import ``module``; a third-party module missing under it raises :class:`MissingExtra`
     naming ``extra`` (a module of codebus's own missing is re-raised as is)."""
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        missing = exc.name or module
-        if missing.split(".")[0] in _OWN:
+        missing = (exc.name or module).split(".")[0]
+        if missing in _OWN:
             raise
-        raise MissingExtra(needed_by, missing.split(".")[0], extra) from None
+        raise MissingExtra(needed_by, missing, extra_for(missing) or extra) from None

@@ -14,7 +14,7 @@ import sys
 import click
 from click.utils import make_default_short_help
 
-from workers.exit_codes import EXIT_CODES_HELP
+from workers.exit_codes import EXIT_CODES_HELP, EXIT_CONFIG
 
 #: Every command: name -> ("module:attribute", its short help). A command's module is
 #: imported only when that command runs (or its own --help is asked), so `codebus
@@ -133,3 +133,16 @@ def main() -> None:
         cli.main(prog_name="codebus")
     except KeyboardInterrupt:
         sys.exit(130)
+    except ModuleNotFoundError as exc:
+        # An optional dependency (``codebus[extra]``) the command needs is not installed.
+        from tools.extras import extra_for
+
+        extra = extra_for(exc.name)
+        if extra is None:
+            raise
+        click.echo(
+            f"Error: this command needs {exc.name}, which is not installed:"
+            f" pip install 'codebus[{extra}]'",
+            err=True,
+        )
+        sys.exit(EXIT_CONFIG)
