@@ -6,7 +6,7 @@ every answer against a model of the documented state machine, including the inva
 that at most one worker holds the half-open probe at any time.
 
 Waiting out the reset timeout is simulated by the ``elapse`` rule, which moves the
-stored deadline into the past (the examples in test_toolbox_breaker.py cover real
+stored deadline into the past (the examples in test_breaker.py cover real
 expiry on Redis time); that keeps the run fast and every answer exact.
 """
 
