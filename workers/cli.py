@@ -12,6 +12,7 @@ import logging
 import sys
 
 import click
+from click.shell_completion import CompletionItem
 from click.utils import make_default_short_help
 
 from workers.exit_codes import EXIT_CODES_HELP, EXIT_CONFIG
@@ -83,6 +84,21 @@ class LazyGroup(click.Group):
             assert isinstance(command, click.Command)
             self.add_command(command, cmd_name)
         return command
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """Command names complete from ``LAZY_COMMANDS`` without importing them."""
+        items = []
+        for name in self.list_commands(ctx):
+            if not name.startswith(incomplete):
+                continue
+            loaded = self.commands.get(name)
+            if loaded is None:
+                items.append(CompletionItem(name, help=LAZY_COMMANDS[name][1]))
+            elif not loaded.hidden:
+                items.append(CompletionItem(name, help=loaded.get_short_help_str()))
+        # The group's own options (``--help``, ``--version``) when ``incomplete`` is one.
+        items += click.Command.shell_complete(self, ctx, incomplete)
+        return items
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         names = self.list_commands(ctx)

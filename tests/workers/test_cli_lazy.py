@@ -130,3 +130,20 @@ def test_a_configured_tool_server_without_its_library_names_the_extra(
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
     assert f"needs {blocked}, which is not installed: pip install 'codebus[{extra}]'" in lines[0]
+
+
+def test_completing_a_command_name_imports_no_command_module():
+    loaded = probe(
+        "import os\n"
+        "os.environ.update(_CODEBUS_COMPLETE='bash_complete', COMP_WORDS='codebus d',"
+        " COMP_CWORD='1')\n"
+        "sys.argv = ['codebus']\n"
+        "from workers.cli import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "commands = sorted(m for m in sys.modules if m.startswith('workers.cli_'))\n"
+        "assert commands == [], commands\n"
+    )
+    assert loaded == {"heavy": [], "ours": []}
