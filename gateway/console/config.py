@@ -69,6 +69,9 @@ class ConsoleConfig(BaseModel):
     )
     session_ttl_seconds: int = Field(default=8 * 3600, ge=60, le=7 * 86400)
     max_sessions: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_streams: int = Field(
+        default=50, ge=1, le=10_000, description="open event streams (one tap queue each)"
+    )
 
     @field_validator("allowed_origins")
     @classmethod

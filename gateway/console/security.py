@@ -10,8 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+import aiormq
 from aiohttp import web
+from redis.exceptions import RedisError
 
+from bus.errors import BusError
 from gateway.console.errors import ConsoleError
 
 log = logging.getLogger("codebus.console")
@@ -51,6 +54,25 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         if exc.status in (401, 403):
             log.info("console refused %s %s: %s", request.method, request.path, exc.code)
         response = exc.response()
+    except (
+        BusError,
+        RedisError,
+        ConnectionError,
+        TimeoutError,
+        aiormq.exceptions.AMQPError,
+    ) as exc:
+        # RabbitMQ or Redis down: say which, never with the URL (it may hold credentials).
+        what = "Redis" if isinstance(exc, RedisError) else "RabbitMQ or Redis"
+        if isinstance(exc, BusError | aiormq.exceptions.AMQPError):
+            what = "RabbitMQ"
+        log.warning(
+            "console: %s unavailable on %s %s: %s",
+            what,
+            request.method,
+            request.path,
+            type(exc).__name__,
+        )
+        response = ConsoleError(503, "unavailable", f"{what} is unavailable; try again").response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

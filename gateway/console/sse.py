@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from bus.abc import Delivery, Message
-from gateway.console.errors import bad_input
+from gateway.console.errors import ConsoleError, bad_input
 from gateway.console.security import security_headers
 from gateway.console.state import CONSOLE
 from schemas.envelope import Event
@@ -86,6 +86,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
     state = request.app[CONSOLE]
     patterns = parse_patterns(request.query.get("types"))
     correlation = parse_correlation(request.query.get("correlationid"))
+    if len(state.streams) >= state.config.max_streams:
+        raise ConsoleError(
+            503,
+            "too_many_streams",
+            f"{state.config.max_streams} event streams are open; close one or raise max_streams",
+        )
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=BUFFER)
     lagged = 0
 
@@ -97,8 +103,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
         except asyncio.QueueFull:
             lagged += 1
 
-    consumer = await state.broker.tap(patterns, on_delivery)
-    state.streams.add(queue)
+    state.streams.add(queue)  # before the await: concurrent opens count against the cap
+    try:
+        consumer = await state.broker.tap(patterns, on_delivery)
+    except BaseException:
+        state.streams.discard(queue)
+        raise
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bus.abc import Message
@@ -59,6 +60,7 @@ class Console:
     """A running console and its collaborators."""
 
     url: str
+    app: web.Application
     broker: RabbitBroker
     redis: Any
     names: Names
@@ -103,7 +105,7 @@ async def console(amqp_url: str, redis_client: Any, names: Names) -> AsyncIterat
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
-        yield Console(str(server.make_url("")).rstrip("/"), broker, redis_client, names)
+        yield Console(str(server.make_url("")).rstrip("/"), app, broker, redis_client, names)
     finally:
         await server.close()
         queues = [*broker._queue_args, names.subscription_queue(ORIGIN_QUEUE_SUB)]

@@ -12,6 +12,7 @@ import pytest
 from bus import deadletters
 from flows.store import FlowStore
 from gateway.console.security import CSP
+from gateway.console.state import CONSOLE
 from schemas.envelope import Event
 from tests.console.conftest import (
     DEPLOYER_KEY,
@@ -307,3 +308,29 @@ async def test_stream_delivers_redacted_events_filtered_by_correlation(
     assert frame.startswith("event: bus")
     shown = json.loads(frame.split("data: ", 1)[1])
     assert shown["id"] == wanted.id and SECRET not in frame
+
+
+async def test_event_streams_are_capped(console: Console, http: Any) -> None:
+    state = console.app[CONSOLE]
+    state.config = state.config.model_copy(update={"max_streams": 1})
+    await sign_in(http, console, READ_TOKEN)
+    async with http.get("/api/events/stream") as first:
+        assert (await first.content.readuntil(b"\n\n")).startswith(b"event: ready")
+        async with http.get("/api/events/stream") as second:
+            assert second.status == 503
+            assert (await _json(second))["error"] == "too_many_streams"
+
+
+async def test_redis_down_is_a_503_naming_it(console: Console, http: Any) -> None:
+    import redis.asyncio as aioredis
+
+    state = console.app[CONSOLE]
+    live, state.redis = state.redis, aioredis.Redis.from_url("redis://u:pw@127.0.0.1:1/0")
+    try:
+        await sign_in(http, console, READ_TOKEN)
+        async with http.get("/api/breakers") as r:
+            text = await r.text()
+        assert r.status == 503 and "Redis is unavailable" in text and "pw" not in text
+    finally:
+        await state.redis.aclose()
+        state.redis = live

@@ -8,6 +8,7 @@ the tests launch ``/usr/bin/chromium`` (``scripts/services.sh install``).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import AsyncIterator
@@ -17,10 +18,13 @@ from typing import Any
 import pytest
 
 from bus import deadletters
+from flows.store import FlowStore
 from schemas.envelope import Event, new_event
 from tests import reports
 from tests.conftest import IN_CI
 from tests.console.conftest import OPERATOR_TOKEN, SECRET, VIEWER_KEY, Console
+from tests.flows.helpers import new_state
+from tools.guards.breaker import BreakerStore
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -218,3 +222,89 @@ async def test_operator_action_is_refused_for_a_read_only_key(console: Console, 
     assert [i.message_id for i in await deadletters.list_dead_letters(console.broker, 10)] == [
         letter
     ]
+
+
+async def test_rollout_buttons_publish_the_command_events(console: Console, page: Any) -> None:
+    flow = new_state("canary", id="d-console-ui", app="shop")
+    assert await FlowStore(console.redis, console.names).create(flow)
+    queue = console.names.subscription_queue("console.commands")
+    await console.broker.declare_queue(queue, ["deployment.*"])
+    await sign_in(page, OPERATOR_TOKEN)
+    await page.click('.tab[data-tab="rollouts"]')
+    row = '#rollouts-table tr[data-id="d-console-ui"]'
+    await page.wait_for_selector(row)
+    assert await page.inner_text(f"{row} td.phase") == "pending"
+    await page.screenshot(path=str(ARTIFACTS / "rollouts.png"), full_page=True)
+    await page.click(f"{row} button.promote")
+    await page.wait_for_selector("#message.info")
+    page.once("dialog", lambda d: d.accept("bad canary"))
+    await page.click(f"{row} button.abort")
+    # (not wait_for_function: the console's CSP forbids the eval it relies on)
+    await page.wait_for_selector('#message.info:has-text("abort_requested")')
+    got = []
+    for _ in range(2):
+        d = await console.broker.get(queue)
+        assert d is not None
+        got.append(Event.from_json(d.message.body))
+        await d.ack()
+    assert [(e.type, e.data["flow_id"], e.data["by"]) for e in got] == [
+        ("deployment.promote_requested", "d-console-ui", "console:oncall"),
+        ("deployment.abort_requested", "d-console-ui", "console:oncall"),
+    ]
+    assert got[1].data["reason"] == "bad canary"
+    _no_script_errors(page)
+
+
+async def test_correlation_view_shows_the_tree(console: Console, page: Any) -> None:
+    root = new_event("deployment.requested", {"app": "web", "version": "1"}, source="t")
+    child = new_event(
+        "deployment.started",
+        {"app": "web", "version": "1", "environment": "staging"},
+        source="t",
+        correlationid=root.correlationid,
+        causationid=root.id,
+    )
+    for e in (root, child):
+        fields = {
+            "id": e.id,
+            "type": e.type,
+            "source": e.source,
+            "time": e.time.isoformat(),
+            "correlationid": e.correlationid or "",
+            "causationid": e.causationid or "",
+            "event": e.to_json(),
+        }
+        await console.redis.xadd(console.names.event_log_stream, fields)
+    record = {
+        "tool": "kubernetes.kubectl_apply",
+        "outcome": "ok",
+        "duration_ms": 8.0,
+        "event_id": child.id,
+    }
+    await console.redis.xadd(console.names.audit_stream, {"record": json.dumps(record)})
+    await sign_in(page, OPERATOR_TOKEN)
+    await page.click('.tab[data-tab="correlation"]')
+    await page.fill("#correlation-id", root.correlationid or "")
+    await page.click("#correlation-form button[type=submit]")
+    await page.wait_for_selector("#correlation-tree li")
+    tree = await page.inner_text("#correlation-tree")
+    assert tree.index("deployment.requested") < tree.index("deployment.started")
+    assert "tool kubernetes.kubectl_apply: ok" in tree
+    nested = await page.query_selector("#correlation-tree > ul > li > ul > li")
+    assert nested is not None and "deployment.started" in await nested.inner_text()
+    await page.screenshot(path=str(ARTIFACTS / "correlation.png"), full_page=True)
+
+
+async def test_an_open_breaker_is_reset_from_the_page(console: Console, page: Any) -> None:
+    store = BreakerStore(console.redis, console.names)
+    admission = await store.acquire("docker", 5.0)
+    await store.failure("docker", admission, threshold=1, reset_timeout=60.0)
+    await sign_in(page, OPERATOR_TOKEN)
+    await page.click('.tab[data-tab="breakers"]')
+    row = '#breakers-table tr[data-server="docker"]'
+    await page.wait_for_selector(row)
+    assert await page.inner_text(f"{row} td.state") == "open"
+    await page.screenshot(path=str(ARTIFACTS / "breakers.png"), full_page=True)
+    await page.click(f"{row} button.reset")
+    await page.wait_for_selector(row, state="detached")
+    assert await store.status_all() == []
