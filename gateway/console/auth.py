@@ -124,6 +124,46 @@ class SessionStore:
             self._sessions.pop(self._key(session_id), None)
 
 
+class LoginThrottle:
+    """Failed sign-ins per client address: after ``limit`` failures within ``window``
+    seconds that address is refused (429) until the window has passed."""
+
+    def __init__(
+        self, *, limit: int = 10, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._failures: OrderedDict[str, list[float]] = OrderedDict()
+
+    def _recent(self, client: str) -> list[float]:
+        cutoff = self.clock() - self.window
+        times = [t for t in self._failures.get(client, []) if t > cutoff]
+        if times:
+            self._failures[client] = times
+        else:
+            self._failures.pop(client, None)
+        return times
+
+    def check(self, client: str) -> None:
+        """429 when ``client`` failed too often lately."""
+        if len(self._recent(client)) >= self.limit:
+            raise ConsoleError(
+                429,
+                "too_many_attempts",
+                f"key: {self.limit} failed sign-ins in "
+                f"{self.window:g}s from this address; wait and retry",
+                field="key",
+            )
+
+    def failed(self, client: str) -> None:
+        """Record one failed sign-in (the table is bounded: oldest clients go first)."""
+        self._failures[client] = [*self._recent(client), self.clock()]
+        self._failures.move_to_end(client)
+        while len(self._failures) > 100_000:
+            self._failures.popitem(last=False)
+
+
 def check_origin(request: web.Request, allowed: Sequence[str]) -> None:
     """403 unless the ``Origin`` header names this console (or an allowed origin)."""
     origin = request.headers.get("Origin")

@@ -20,8 +20,11 @@ async def login(request: web.Request) -> web.Response:
     key = body.get("key")
     if not isinstance(key, str) or not key.strip():
         raise bad_input("key", "an API key or console token is required")
+    client = request.remote or "unknown"
+    state.throttle.check(client)
     principal = state.auth.authenticate(key.strip())
     if principal is None:
+        state.throttle.failed(client)
         raise unauthenticated("key: unknown API key or token")
     state.sessions.drop(request.cookies.get(COOKIE))
     session_id, session = state.sessions.create(principal)

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from bus.abc import Broker
-from gateway.console.auth import Authenticator, SessionStore
+from gateway.console.auth import Authenticator, LoginThrottle, SessionStore
 from gateway.console.config import ConsoleConfig
 from schemas.names import Names
 
@@ -32,6 +32,8 @@ class ConsoleState:
     #: Listing and replaying both take every dead letter off the queue for a moment;
     #: one such operation at a time per console.
     dlq_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Failed sign-ins per client address.
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
     #: Open event streams, told to finish when the app shuts down.
     streams: set[asyncio.Queue[Any]] = field(default_factory=set)
 

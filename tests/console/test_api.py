@@ -334,3 +334,14 @@ async def test_redis_down_is_a_503_naming_it(console: Console, http: Any) -> Non
     finally:
         await state.redis.aclose()
         state.redis = live
+
+
+async def test_repeated_failed_sign_ins_are_throttled(console: Console, http: Any) -> None:
+    origin = {"Origin": console.url}
+    limit = console.app[CONSOLE].throttle.limit
+    for _ in range(limit):
+        async with http.post("/api/login", json={"key": "guess"}, headers=origin) as r:
+            assert r.status == 401
+    # Even the right key is refused now: a guesser cannot tell a hit from the throttle.
+    async with http.post("/api/login", json={"key": OPERATOR_TOKEN}, headers=origin) as r:
+        assert r.status == 429 and (await _json(r))["field"] == "key"
