@@ -36,6 +36,7 @@ install() {
     # The shell tool's attack table runs the real git and make (tests/security/).
     command -v git >/dev/null || missing+=(git)
     command -v make >/dev/null || missing+=(make)
+    command -v chromium >/dev/null || missing+=(chromium)  # console browser tests
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
         apt-get update -qq

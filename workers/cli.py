@@ -37,6 +37,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         " metric breach, a blue-green promoted after approval), then the guide's pipeline"
         " failing at its scan step and its saga compensated in reverse order.",
     ),
+    "console": (
+        "workers.cli_console:console",
+        "Serve the web console: live events, correlation view, dead letters, breakers, rollouts.",
+    ),
     "deployments": (
         "workers.cli_deployments:deployments",
         "Progressive-delivery flows: what they are doing and why; commands to steer them.",
