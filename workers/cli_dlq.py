@@ -30,10 +30,11 @@ def _with_broker(ctx: click.Context, op: Callable[[Broker], Awaitable[T]]) -> T:
 
 
 def oldest_first(items: list[deadletters.DeadLetterInfo]) -> list[deadletters.DeadLetterInfo]:
-    """Sorted by when each died, then id. The queue's own order is no guide: fetching
-    and requeueing the letters to list them reorders the queue (on a quorum queue a
-    requeued message goes to the back), so the order would change on every call.
-    Letters the broker dead-lettered itself carry no time and come first."""
+    """Sorted by when each died, then id. Listing keeps the queue's order
+    (``bus.deadletters`` puts the letters back as they were on every kind of queue), but
+    the queue's order is arrival order, which is not always death order (a letter
+    replayed and dead again goes to the back). Letters the broker dead-lettered itself
+    carry no time and come first."""
     return sorted(items, key=lambda i: (i.dead_at or "", i.message_id or ""))
 
 
