@@ -27,9 +27,12 @@ from bus.middleware import (
 )
 from bus.middleware.loop_lag import FreezeStartupHeap, LoopLagMonitor
 from bus.middleware.metrics import InboxWaits
+from bus.middleware.tracing import TracingMiddleware
 from bus.rabbitmq import RabbitBroker
 from bus.retry import RetryPolicy
 from bus.runtime import Worker
+from bus.tracing import enabled as tracing_enabled
+from bus.tracing import traced
 from tools.guards.metrics import default_metrics
 from workers import http
 from workers.settings import Settings
@@ -104,9 +107,11 @@ def make_middleware(
     inbox = Inbox(
         redis, settings.names, lease=settings.inbox_lease, retention=settings.inbox_retention
     )
+    tracing: list[Middleware] = [TracingMiddleware()] if tracing_enabled() else []
     return [
         LoopLagMonitor(registry),
         FreezeStartupHeap(),
+        *tracing,
         LoggingMiddleware(),
         MetricsMiddleware(registry),
         RetriesMiddleware(retry_policy(settings)),
@@ -134,7 +139,7 @@ async def run_unit(
     """Run ``unit`` against RabbitMQ and ``redis`` (the caller's client, from
     :func:`connect_redis`) until SIGTERM/SIGINT, then drain."""
     registry = worker_registry()
-    broker = make_broker(settings, connection_name=f"codebus-{unit.name}")
+    broker = traced(make_broker(settings, connection_name=f"codebus-{unit.name}"))
     try:
         await broker.connect()
         worker = Worker(
