@@ -20,7 +20,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from bus.middleware.logs import current_event_fields
 from bus.tracing import enabled as tracing_enabled
@@ -108,16 +108,21 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{' '.join(parts)}]"
 
 
-def configure(level: str = "INFO", fmt: str = "text") -> None:
-    """Install one stderr handler on the root logger (call after tracing set-up, so
-    lines carry span ids)."""
-    handler = logging.StreamHandler(sys.stderr)
+def make_handler(fmt: str = "text", stream: IO[str] | None = None) -> logging.Handler:
+    """The handler every codebus process logs through: the format, the event fields and
+    secret redaction."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(EventFieldsFilter())
     # Secrets in messages and tracebacks (a tool's error, a client's URL) are masked.
     handler.addFilter(RedactingFilter())
+    return handler
+
+
+def configure(level: str = "INFO", fmt: str = "text") -> None:
+    """Install the one stderr handler on the root logger (worker, gateway and CLI)."""
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [make_handler(fmt)]
     root.setLevel(level)
     for noisy in ("aio_pika", "aiormq", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
