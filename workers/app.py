@@ -17,7 +17,7 @@ from prometheus_client import (
 )
 from redis.exceptions import RedisError
 
-from bus.inbox import Inbox
+from bus.inbox_metrics import CountingInbox, InboxOutcomes
 from bus.middleware import (
     IdempotencyMiddleware,
     LoggingMiddleware,
@@ -33,6 +33,7 @@ from bus.retry import RetryPolicy
 from bus.runtime import Worker
 from bus.tracing import enabled as tracing_enabled
 from bus.tracing import traced
+from flows.metrics import default_flow_metrics
 from tools.guards.metrics import default_metrics
 from workers import http
 from workers.settings import Settings
@@ -104,8 +105,12 @@ def make_middleware(
     run in reverse, so a commit the inbox cannot apply still goes to the retry policy.
     Before them, lifecycle-only hooks: the event-loop lag monitor and the start-up heap
     freeze."""
-    inbox = Inbox(
-        redis, settings.names, lease=settings.inbox_lease, retention=settings.inbox_retention
+    inbox = CountingInbox(
+        redis,
+        settings.names,
+        lease=settings.inbox_lease,
+        retention=settings.inbox_retention,
+        outcomes=InboxOutcomes(registry),
     )
     tracing: list[Middleware] = [TracingMiddleware()] if tracing_enabled() else []
     return [
@@ -125,6 +130,7 @@ def worker_registry() -> CollectorRegistry:
     collectors (CPU, memory, file descriptors, GC, version)."""
     registry = CollectorRegistry()
     registry.register(default_metrics().registry)
+    registry.register(default_flow_metrics().registry)
     for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
         registry.register(collector)
     return registry
