@@ -77,7 +77,10 @@ def worker(ctx: click.Context, unit: str, concurrency: int | None) -> None:
             f" guards.roles.{unit} in the tools file (CODEBUS_TOOLS_CONFIG), e.g."
             f" `{unit}: []` for none"
         )
-    tracing.setup(f"codebus-{unit}")  # before logging: lines carry span ids
+    try:
+        tracing.setup(f"codebus-{unit}")
+    except ValueError as exc:  # an exporter codebus does not ship: one line naming it
+        raise ConfigError(str(exc)) from None
     configure(settings.log_level, settings.log_format)
 
     async def main() -> None:
@@ -158,7 +161,10 @@ def publish(
         raise CliError(f"--traceparent: not a W3C traceparent: {traceparent!r}")
     settings = settings_of(ctx)
     configure(settings.log_level, settings.log_format)
-    tracing.setup("codebus-cli")
+    try:
+        tracing.setup("codebus-cli")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     event = new_event(
         event_type,
         data,

@@ -166,7 +166,10 @@ def gateway_command(
     from bus import tracing
     from workers.logs import configure
 
-    tracing.setup("codebus-gateway")
+    try:
+        tracing.setup("codebus-gateway")
+    except ValueError as exc:
+        raise CliConfigError(str(exc)) from None
     settings = _obj(ctx, "settings")
     if settings is not None:
         configure(settings.log_level, settings.log_format)

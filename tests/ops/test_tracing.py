@@ -250,3 +250,16 @@ async def test_cli_publish_starts_or_joins_a_trace(amqp_url, names) -> None:
     assert by_id[joined.stdout.strip()].traceparent == PARENT
     tp = by_id[fresh.stdout.strip()].traceparent
     assert tp is not None and TP.match(tp) and tp != PARENT
+
+
+def test_an_unknown_exporter_stops_the_worker_with_one_config_line() -> None:
+    out = run(
+        "worker",
+        "deploy",
+        env={"OTEL_TRACES_EXPORTER": "zipkin", "CODEBUS_FAKE_TOOLS": "true"},
+    )
+    assert out.returncode == 3
+    assert out.stderr.strip().splitlines() == [
+        "Error: OTEL_TRACES_EXPORTER: unsupported exporter 'zipkin'"
+        " (codebus ships otlp, console, or none)"
+    ]
