@@ -8,7 +8,6 @@ The fields (``event_id``, ``type``, ``correlationid``, ``causationid``, ``subscr
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from contextvars import ContextVar, Token
@@ -20,14 +19,15 @@ from bus.outcome import DeadLetter, Defer, Done, Outcome, Requeue, RetryLater
 log = logging.getLogger("codebus.worker")
 
 EventFields = dict[str, Any]
-_FIELDS: ContextVar[EventFields | None] = ContextVar("codebus_event_fields", default=None)
+# The delivery itself, not its fields: they are built only when a line is logged.
+_CURRENT: ContextVar[Processing | None] = ContextVar("codebus_delivery", default=None)
 _TOKEN = "logs.token"
-_TASK = "logs.task"
 
 
 def current_event_fields() -> EventFields | None:
     """The fields of the event being processed in this task, None outside one."""
-    return _FIELDS.get()
+    p = _CURRENT.get()
+    return None if p is None else event_fields(p)
 
 
 def event_fields(p: Processing) -> EventFields:
@@ -56,17 +56,19 @@ class LoggingMiddleware(Middleware):
     """Logs the outcome of each delivery with its event id, type and subscription."""
 
     async def before_process(self, p: Processing) -> Outcome | None:
-        p.state[_TOKEN] = _FIELDS.set(event_fields(p))
-        p.state[_TASK] = asyncio.current_task()
+        p.state[_TOKEN] = _CURRENT.set(p)
         return None
 
     async def after_process(self, p: Processing, outcome: Outcome) -> Outcome:
-        token: Token[EventFields | None] | None = p.state.pop(_TOKEN, None)
+        token: Token[Processing | None] | None = p.state.pop(_TOKEN, None)
         try:
             self._log(p, outcome)
         finally:
-            if token is not None and p.state.pop(_TASK, None) is asyncio.current_task():
-                _FIELDS.reset(token)  # (a cancelled delivery ends in a shielded copy)
+            if token is not None:
+                try:
+                    _CURRENT.reset(token)
+                except ValueError:  # a cancelled delivery ends in a shielded copy
+                    pass
         return outcome
 
     @staticmethod
