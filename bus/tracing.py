@@ -109,9 +109,17 @@ def shutdown() -> None:
         stop()
 
 
+_tracer: tuple[object, trace.Tracer] | None = None
+
+
 def tracer() -> trace.Tracer:
-    """The codebus tracer of the current global provider."""
-    return trace.get_tracer(SCOPE)
+    """The codebus tracer of the current global provider (cached: getting one from the
+    SDK costs as much as a span)."""
+    global _tracer
+    provider = trace.get_tracer_provider()
+    if _tracer is None or _tracer[0] is not provider:
+        _tracer = (provider, provider.get_tracer(SCOPE))
+    return _tracer[1]
 
 
 # --- W3C traceparent ------------------------------------------------------------------

@@ -57,14 +57,12 @@ class TracingMiddleware(Middleware):
         attrs: dict[str, Any] = {
             "messaging.system": "rabbitmq",
             "messaging.operation.type": "process",
-            "messaging.consumer.group.name": p.subscription.name,
             "messaging.message.id": ev.id if ev else (msg.message_id or ""),
             "codebus.subscription": p.subscription.name,
             "codebus.attempt": p.attempt,
         }
         if ev is not None:
             attrs["messaging.destination.name"] = ev.type
-            attrs["cloudevents.event_type"] = ev.type
             if ev.correlationid:
                 attrs["codebus.correlationid"] = ev.correlationid
             if ev.causationid:

@@ -29,6 +29,13 @@ class TracingGuard:
 
     def __init__(self, metrics: ToolMetrics) -> None:
         self.metrics = metrics
+        self._cached: tuple[object, trace.Tracer] | None = None
+
+    def _tracer(self) -> trace.Tracer:
+        provider = trace.get_tracer_provider()
+        if self._cached is None or self._cached[0] is not provider:
+            self._cached = (provider, provider.get_tracer(SCOPE))
+        return self._cached[1]
 
     def enabled(self, call: ToolCall) -> bool:
         """Only when tracing is on."""
@@ -44,7 +51,7 @@ class TracingGuard:
         }
         if call.role:
             attrs["codebus.tool.role"] = call.role
-        tracer = trace.get_tracer(SCOPE)
+        tracer = self._tracer()
         with tracer.start_as_current_span(
             f"tool {call.name}",
             kind=SpanKind.INTERNAL,
