@@ -3,11 +3,18 @@ consumer (manual ack, same prefetch, same queue arguments) on the same RabbitMQ,
 alternated in one invocation.
 
     python bench/consumer_bench.py [--messages 20000] [--rounds 3] [--prefetch 64]
+        [--tracing off|noop|otlp]
 
 Prints msgs/s of each, their ratio, and p50/p99 end-to-end latency (publish -> acked)
 at a fixed publish rate (default 1,000 msg/s). Starts a private RabbitMQ node and Redis
 (bench/private_services.py) unless ``--shared`` is given (then CODEBUS_TEST_AMQP_URL /
 CODEBUS_TEST_REDIS_URL, the test services other people's tests use).
+
+``--tracing`` (default off: the production path when no OTEL_* variable is set) adds
+what a worker with tracing on runs: the consumer-span middleware, producer spans on
+publish, an SDK provider with a batch processor whose exporter is a no-op (``noop``:
+spans built, batched and dropped) or OTLP/HTTP to a local receiver (``otlp``: spans
+encoded and sent to a sink process on loopback, bench/otlp_sink.py).
 """
 
 from __future__ import annotations
@@ -19,14 +26,17 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import aio_pika
 import redis.asyncio as aioredis
 
 from bench.private_services import private_services
+from bus import tracing
 from bus.inbox import Inbox
 from bus.middleware import IdempotencyMiddleware, Middleware, Processing, RetriesMiddleware
+from bus.middleware.tracing import TracingMiddleware
 from bus.outcome import Outcome
 from bus.rabbitmq import RabbitBroker
 from bus.router import Router
@@ -128,10 +138,16 @@ async def run_codebus(setup: Setup, recorder: Recorder, prefetch: int) -> Runner
 
     middleware = [
         LatencyMiddleware(recorder),
+        *([TracingMiddleware()] if tracing.enabled() else []),
         RetriesMiddleware(),  # the production order (workers.app.make_middleware)
         IdempotencyMiddleware(Inbox(redis, setup.names, lease=30, retention=600)),
     ]
-    worker = Worker(setup.broker, router.subscriptions, middleware=middleware, concurrency=prefetch)
+    worker = Worker(
+        tracing.traced(setup.broker),
+        router.subscriptions,
+        middleware=middleware,
+        concurrency=prefetch,
+    )
 
     async def stop() -> None:
         await worker.stop()
@@ -231,13 +247,51 @@ async def main() -> None:
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--latency-messages", type=int, default=5_000)
     ap.add_argument("--shared", action="store_true", help="use the shared test services")
+    ap.add_argument("--tracing", choices=["off", "noop", "otlp"], default="off")
     args = ap.parse_args()
     global AMQP_URL, REDIS_URL
     with contextlib.ExitStack() as stack:
         if not args.shared:
             svc = stack.enter_context(private_services())
             AMQP_URL, REDIS_URL = svc.amqp_url, svc.redis_url
+        if args.tracing != "off":
+            stack.enter_context(tracing_on(args.tracing))
+        print(f"tracing {args.tracing}", flush=True)
         await measure(args)
+
+
+@contextlib.contextmanager
+def tracing_on(kind: str) -> Iterator[None]:
+    """Install a tracer provider as a worker with OTEL_* set would (see module doc)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    sink = None
+    exporter: SpanExporter
+    if kind == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        from bench.otlp_sink import sink_process
+
+        sink = sink_process()
+        exporter = OTLPSpanExporter(endpoint=f"{sink.endpoint}/v1/traces")
+    else:
+
+        class Noop(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        exporter = Noop()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    try:
+        yield
+    finally:
+        provider.shutdown()
+        if sink is not None:
+            print(f"otlp sink received {sink.stop()} spans", flush=True)
 
 
 async def measure(args: argparse.Namespace) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from flows.executor import CallTool, execute
 from flows.machine import FlowEvent, decide
+from flows.metrics import default_flow_metrics
 from flows.store import Conflict, FlowStore
 from schemas.flows import FlowState
 from schemas.names import MAX_DELAY_TIER, MIN_DELAY_TIER
@@ -91,13 +92,16 @@ class FlowEngine:
             state = await self.store.load(flow_id)
             if state is None:
                 return None
-            new, _actions = decide(state, event, self.clock())
+            now = self.clock()
+            new, _actions = decide(state, event, now)
             if new is state:
                 return state
             try:
-                return await self.store.save(new, state.rev)
+                saved = await self.store.save(new, state.rev)
             except Conflict:
                 continue
+            default_flow_metrics().observe_decision(new, now)
+            return saved
         raise Conflict(f"flow {flow_id}: too many concurrent changes")
 
     async def handle(self, flow_id: str, event: FlowEvent, ports: Ports) -> FlowState | None:

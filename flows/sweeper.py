@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from flows.engine import FlowEngine, Ports, action_event_id
 from flows.machine import StallCheck
+from flows.metrics import default_flow_metrics
 
 #: Newest flows the reconciler looks at per sweep (each is one Redis read).
 STALL_SCAN_LIMIT = 1000
@@ -53,13 +54,16 @@ async def sweep(
                 report.rewoken += 1
         if state.outbox and state.updated_at <= now - grace and await engine.drain(flow_id, ports):
             report.drained += 1
+    phases: list[str] = []
     async for state in engine.store.all(limit=STALL_SCAN_LIMIT):
         if state.terminal:
             continue
         report.live += 1
+        phases.append(state.phase)
         if state.stalled or now - state.phase_since < state.stall_after:
             continue
         after = await engine.handle(state.id, StallCheck(), ports_for(state.id))
         if after is not None and after.stalled:
             report.stalled += 1
+    default_flow_metrics().observe_sweep(phases)
     return report

@@ -10,10 +10,13 @@ from typing import Any
 from aiohttp import web
 
 from bus.abc import Broker
+from bus.tracing import TracingBroker
 from gateway import routes_events, routes_health, routes_webhooks
 from gateway.metrics import GatewayMetrics
 from gateway.problems import GatewayError
+from gateway.rejections import REJECTIONS, RejectionLog
 from gateway.state import STATE, GatewayState
+from gateway.tracing import tracing_middleware
 from schemas.events import EVENT_TYPES
 from schemas.gateway_config import GatewayConfig
 from schemas.names import Names
@@ -39,7 +42,8 @@ def create_app(
     _check_rule_types(config)
     state = GatewayState(
         config=config,
-        broker=broker,
+        # Publishes run in producer spans and carry the request's traceparent.
+        broker=TracingBroker(broker),
         redis=redis,
         names=names or broker.names,
         metrics=metrics or GatewayMetrics(),
@@ -48,8 +52,11 @@ def create_app(
         pending_claim_ttl=pending_claim_ttl,
     )
     # aiohttp enforces the same limit on chunked bodies that lack a Content-Length.
-    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_middleware])
+    app = web.Application(
+        client_max_size=config.max_body_bytes, middlewares=[tracing_middleware, _middleware]
+    )
     app[STATE] = state
+    app[REJECTIONS] = RejectionLog()
     app.add_routes(routes_webhooks.routes)
     app.add_routes(routes_events.routes)
     app.add_routes(routes_health.routes)
@@ -78,6 +85,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     except GatewayError as exc:
         response = exc.response()
         state.metrics.rejections.labels(reason=exc.code).inc()
+        request.app[REJECTIONS](request, exc.status, exc.code, exc.detail)
     except web.HTTPException as exc:
         # aiohttp's own 404/405/413: same JSON shape as ours.
         if exc.status < 400:
@@ -88,6 +96,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         state.metrics.rejections.labels(reason=code).inc()
+        request.app[REJECTIONS](request, exc.status, code, exc.reason)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, route)
         response = GatewayError(500, "internal", "internal error").response()

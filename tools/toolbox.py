@@ -37,6 +37,7 @@ from tools.guards.metrics import MetricsGuard, ToolMetrics, default_metrics
 from tools.guards.permission import PermissionGuard, Permissions
 from tools.guards.retry import RetryGuard
 from tools.guards.timeout import TimeoutGuard
+from tools.guards.tracing import TracingGuard
 from tools.redaction import redact_exception
 from tools.registry import Registry, ToolInfo, validate_args
 from tools.spec import BoundTool, ToolServer, ToolSpec
@@ -91,7 +92,7 @@ class Toolbox:
         self.cache = ResultCache(redis, names) if redis is not None else None
         self.breakers = BreakerStore(redis, names) if redis is not None else None
         self.metrics = metrics if metrics is not None else default_metrics()
-        guards: list[Guard] = [MetricsGuard(self.metrics)]
+        guards: list[Guard] = [MetricsGuard(self.metrics), TracingGuard(self.metrics)]
         guards.append(PermissionGuard(self.permissions, self.auditor))
         guards.append(AuditGuard(self.auditor))
         if self.cache is not None:

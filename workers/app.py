@@ -17,7 +17,7 @@ from prometheus_client import (
 )
 from redis.exceptions import RedisError
 
-from bus.inbox import Inbox
+from bus.inbox_metrics import CountingInbox, InboxOutcomes
 from bus.middleware import (
     IdempotencyMiddleware,
     LoggingMiddleware,
@@ -27,9 +27,13 @@ from bus.middleware import (
 )
 from bus.middleware.loop_lag import FreezeStartupHeap, LoopLagMonitor
 from bus.middleware.metrics import InboxWaits
+from bus.middleware.tracing import TracingMiddleware
 from bus.rabbitmq import RabbitBroker
 from bus.retry import RetryPolicy
 from bus.runtime import Worker
+from bus.tracing import enabled as tracing_enabled
+from bus.tracing import traced
+from flows.metrics import default_flow_metrics
 from tools.guards.metrics import default_metrics
 from workers import http
 from workers.settings import Settings
@@ -101,12 +105,18 @@ def make_middleware(
     run in reverse, so a commit the inbox cannot apply still goes to the retry policy.
     Before them, lifecycle-only hooks: the event-loop lag monitor and the start-up heap
     freeze."""
-    inbox = Inbox(
-        redis, settings.names, lease=settings.inbox_lease, retention=settings.inbox_retention
+    inbox = CountingInbox(
+        redis,
+        settings.names,
+        lease=settings.inbox_lease,
+        retention=settings.inbox_retention,
+        outcomes=InboxOutcomes(registry),
     )
+    tracing: list[Middleware] = [TracingMiddleware()] if tracing_enabled() else []
     return [
         LoopLagMonitor(registry),
         FreezeStartupHeap(),
+        *tracing,
         LoggingMiddleware(),
         MetricsMiddleware(registry),
         RetriesMiddleware(retry_policy(settings)),
@@ -120,6 +130,7 @@ def worker_registry() -> CollectorRegistry:
     collectors (CPU, memory, file descriptors, GC, version)."""
     registry = CollectorRegistry()
     registry.register(default_metrics().registry)
+    registry.register(default_flow_metrics().registry)
     for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
         registry.register(collector)
     return registry
@@ -134,7 +145,7 @@ async def run_unit(
     """Run ``unit`` against RabbitMQ and ``redis`` (the caller's client, from
     :func:`connect_redis`) until SIGTERM/SIGINT, then drain."""
     registry = worker_registry()
-    broker = make_broker(settings, connection_name=f"codebus-{unit.name}")
+    broker = traced(make_broker(settings, connection_name=f"codebus-{unit.name}"))
     try:
         await broker.connect()
         worker = Worker(

@@ -55,6 +55,7 @@ def worker(ctx: click.Context, unit: str, concurrency: int | None) -> None:
 
     Units: deploy, security, notify, audit, webhooks (see `codebus units`).
     """
+    from bus import tracing
     from workers.app import connect_redis, run_unit
     from workers.logs import configure
     from workers.toolbox import build_toolbox, configured_servers, guard_config, load_tools_file
@@ -76,6 +77,10 @@ def worker(ctx: click.Context, unit: str, concurrency: int | None) -> None:
             f" guards.roles.{unit} in the tools file (CODEBUS_TOOLS_CONFIG), e.g."
             f" `{unit}: []` for none"
         )
+    try:
+        tracing.setup(f"codebus-{unit}")
+    except ValueError as exc:  # an exporter codebus does not ship: one line naming it
+        raise ConfigError(str(exc)) from None
     configure(settings.log_level, settings.log_format)
 
     async def main() -> None:
@@ -120,6 +125,11 @@ def units(as_json: bool) -> None:
 @click.option("--source", help="CloudEvents source (default: CODEBUS_SOURCE).")
 @click.option("--correlation-id", help="Workflow id to join (default: the new event's id).")
 @click.option("--id", "event_id", help="Event id (default: a new UUID).")
+@click.option(
+    "--traceparent",
+    envvar="TRACEPARENT",
+    help="W3C traceparent of the caller's trace to join (default: a new trace).",
+)
 @click.pass_context
 @friendly
 def publish(
@@ -130,9 +140,12 @@ def publish(
     source: str | None,
     correlation_id: str | None,
     event_id: str | None,
+    traceparent: str | None,
 ) -> None:
     """Validate and publish one event of EVENT_TYPE; prints its id once confirmed."""
+    from bus import tracing
     from gateway.limits import JsonLimitExceeded, loads_bounded
+    from workers.logs import configure
 
     try:
         # The same bounds as the gateway's: what it refuses, the CLI refuses too.
@@ -144,7 +157,14 @@ def publish(
     if not isinstance(data, dict):
         raise CliError("--data must be a JSON object")
     validate_payload(event_type, data)  # SchemaError names the field
+    if traceparent and tracing.valid_traceparent(traceparent) is None:
+        raise CliError(f"--traceparent: not a W3C traceparent: {traceparent!r}")
     settings = settings_of(ctx)
+    configure(settings.log_level, settings.log_format)
+    try:
+        tracing.setup("codebus-cli")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     event = new_event(
         event_type,
         data,
@@ -152,19 +172,24 @@ def publish(
         subject=subject,
         correlationid=correlation_id,
         id=event_id,
+        traceparent=traceparent,
     )
 
     async def main() -> None:
         from workers.app import make_broker
 
-        broker = make_broker(settings, connection_name="codebus-cli")
+        # A producer span (a new trace unless --traceparent): the event carries it.
+        broker = tracing.TracingBroker(make_broker(settings, connection_name="codebus-cli"))
         await broker.connect()
         try:
             await broker.publish(event)
         finally:
             await broker.close()
 
-    run_async(main())
+    try:
+        run_async(main())
+    finally:
+        tracing.shutdown()
     click.echo(event.id)
 
 

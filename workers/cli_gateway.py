@@ -163,8 +163,13 @@ def gateway_command(
     redis_url: str | None,
 ) -> None:
     """Run the webhook gateway: inbound webhooks and POST /events -> events."""
+    from bus import tracing
     from workers.logs import configure
 
+    try:
+        tracing.setup("codebus-gateway")
+    except ValueError as exc:
+        raise CliConfigError(str(exc)) from None
     settings = _obj(ctx, "settings")
     if settings is not None:
         configure(settings.log_level, settings.log_format)

@@ -125,6 +125,10 @@ class ToolMetrics:
         for each in BREAKER_STATES:
             self.breaker_state.labels(server, each).set(1 if each == state else 0)
 
+    def last_breaker_state(self, server: str) -> str | None:
+        """The state this process last saw for ``server``'s circuit (None: never saw)."""
+        return self._last_state.get(server)
+
     def observe_delivery(self, exc: BaseException | None, seconds: float | None) -> None:
         """Record one webhook delivery that ended with ``exc`` (None: a 2xx)."""
         self.deliveries.labels(outcome_of(exc)).inc()
