@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from bus.context import HandlerContext
-from bus.errors import Reject
+from bus.errors import Reject, Unroutable
 from bus.router import Router
 from flows.pipeline import (
     Call,
@@ -70,6 +72,20 @@ def repository_of(ctx: HandlerContext) -> FlowRepository | None:
     return repository_from(ctx.deps)
 
 
+ActionFn = Callable[[HandlerContext, WorkflowState, Call], Awaitable[Outcome | None]]
+
+
+@dataclass(frozen=True)
+class Action:
+    """A built-in step of the unit that runs a pipeline (``action:`` in the spec): the
+    deploy facade's ``deploy.validate`` ... ``run`` returns the step's outcome, or None
+    when the step ends later on an event (``waits``: the run then waits for the flow
+    named by ``context.flow_id``)."""
+
+    run: ActionFn
+    waits: bool = False
+
+
 def _messages(messages: list[Message]) -> list[dict[str, Any]]:
     return [{"type": m.type, "data": m.data, "delay": m.delay, "due": m.due} for m in messages]
 
@@ -82,9 +98,14 @@ async def send(ctx: HandlerContext, state: WorkflowState) -> None:
         if m["due"]:
             # A re-send waits only for what is left of the backoff.
             delay = max(0.0, state.due - now) if state.due is not None else 0.0
-            await ctx.send(STEPS, "workflow.step_due", m["data"], id=event_id, delay=delay)
-        else:
+            queue = state.queue or STEPS
+            await ctx.send(queue, "workflow.step_due", m["data"], id=event_id, delay=delay)
+            continue
+        try:
             await ctx.publish(m["type"], m["data"], id=event_id)
+        except Unroutable:
+            # Nobody subscribes (no audit unit deployed): the run's record keeps it.
+            ctx.logger.warning("no subscriber for %s of run %s", m["type"], state.id)
 
 
 async def record(ctx: HandlerContext, state: WorkflowState) -> None:
@@ -130,6 +151,12 @@ async def on_run_requested(req: WorkflowRunRequested, ctx: HandlerContext) -> No
             for e in exc.errors()
         )
         raise Reject(f"invalid workflow spec: {fields}") from None
+    for i, step in enumerate(spec.steps):
+        if step.action is not None:
+            raise Reject(
+                f"invalid workflow spec: spec.steps.{i}.action: {step.action!r} is a built-in "
+                "step of the deploy facade; workflows run tool and deploy steps"
+            )
     flow_id = run_id(ctx.event.id, spec.kind)
     try:
         state, messages = new_run(flow_id, spec, req.data, time.time(), req.requested_by)
@@ -204,7 +231,7 @@ async def sweep(msg: WorkflowsSweep, ctx: HandlerContext) -> None:
     for m in found.resent:
         # A new id per sweep: the lost original may be marked done in the inbox.
         event_id = message_id(m.data["flow_id"], -1, 10_000 + msg.slot)
-        await ctx.send(STEPS, "workflow.step_due", m.data, id=event_id)
+        await ctx.send(m.queue or STEPS, "workflow.step_due", m.data, id=event_id)
     if found.resent:
         ctx.logger.warning("sweep: re-sent the pending step of %d runs", len(found.resent))
     if found.live:
@@ -219,33 +246,54 @@ async def on_step_due(due: WorkflowStepDue | WorkflowsSweep, ctx: HandlerContext
     if isinstance(due, WorkflowsSweep):
         await sweep(due, ctx)
         return
+    await run_step(ctx, due)
+
+
+async def run_step(
+    ctx: HandlerContext, due: WorkflowStepDue, actions: Mapping[str, Action] | None = None
+) -> None:
+    """Run the cursor ``due`` names, if it is the run's live one: record the intent, call
+    the tool (or start the deploy sub-flow, or run the unit's built-in ``action``), then
+    store the outcome and send what follows."""
     store = store_of(ctx)
     state = await store.load(due.flow_id)
     if state is None:
         raise Reject(f"no pipeline or saga run {due.flow_id!r}")
     if not matches(state, due.mode, due.index, due.attempt):
         await send(ctx, state)  # a duplicate, or a redelivery after the run moved on
+        await record(ctx, state)  # and the record a crash may have kept from being written
         return
     try:
         spec: Call | None = current_call(state)
     except KeyError:
         spec = None  # call() reports the missing template value
+    action = None
+    if spec is not None and spec.action:
+        action = (actions or {}).get(spec.tool)
     if not state.inflight:
         intent = begin(state, time.time())
         if spec is not None and spec.subflow:
             intent.waiting = subflow.request_ids(intent)[1]
+        elif action is not None and action.waits:
+            intent.waiting = str(intent.context.get("flow_id"))
         try:
             state = await store.save(intent, state.rev)
         except Conflict:
             return  # another delivery of this cursor is running it
         await record(ctx, state)  # the intent: this tool is being called
+    outcome: Outcome | None
     if spec is not None and spec.subflow:
-        refused = await subflow.start(ctx, state, spec)
-        if refused is None:
-            return  # the deployment's outcome ends the step (handlers.workflows_subflow)
-        outcome = refused
+        outcome = await subflow.start(ctx, state, spec)
+    elif spec is not None and spec.action:
+        if action is None:
+            why = f"{spec.tool}: no such action in this unit"
+            outcome = Outcome(ok=False, error=why, retryable=False)
+        else:
+            outcome = await action.run(ctx, state, spec)
     else:
         outcome = await call(ctx, state)
+    if outcome is None:
+        return  # an event ends the step (a deployment's outcome, a scan)
     new, messages = advance(state, outcome, time.time())
     await store_and_send(ctx, new, messages, state.rev)
 

@@ -159,6 +159,8 @@ class Names:
 
     #: Subscription whose queue receives flow wake-ups and sweeps (sent, not published).
     FLOW_WAKE_SUBSCRIPTION = "deploy.flow-wake"
+    #: Subscription whose queue runs the deploy facade's pipeline steps (sent, not published).
+    DEPLOY_STEP_SUBSCRIPTION = "deploy.steps"
 
     def workflow_key(self, workflow_id: str) -> str:
         """State of one workflow (pipeline or saga run)."""
