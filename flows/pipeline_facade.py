@@ -64,10 +64,19 @@ def check_facade(spec: WorkflowSpec, where: str = "deploy pipeline") -> Workflow
     return spec
 
 
-@functools.lru_cache(maxsize=8)
 def load_facade_spec(path: str | None = None) -> WorkflowSpec:
-    """The facade spec at ``path`` (None: the shipped one), checked."""
+    """The facade spec at ``path`` (None: the shipped one), checked; read again when the
+    file changed."""
     file = Path(path) if path else DEFAULT_SPEC
+    try:
+        mtime = file.stat().st_mtime_ns
+    except OSError as exc:
+        raise FacadeSpecError(f"cannot read deploy pipeline {file}: {exc.strerror}") from None
+    return _load(file, mtime)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(file: Path, mtime: int) -> WorkflowSpec:
     try:
         raw = yaml.safe_load(file.read_text()) or {}
         spec = WorkflowSpec.model_validate(raw)

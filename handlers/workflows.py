@@ -41,7 +41,8 @@ from flows.pipeline import (
 from flows.pipeline_record import run_journal, run_record
 from flows.pipeline_store import WorkflowStore
 from flows.pipeline_sweep import overdue_steps
-from flows.repository import FlowRepository, RepositoryError
+from flows.repository import FlowRepository
+from flows.repository_outbox import flush_records, outbox_from
 from flows.repository_s3 import repository_from
 from flows.store import Conflict
 from handlers import workflows_subflow as subflow
@@ -109,16 +110,12 @@ async def send(ctx: HandlerContext, state: WorkflowState) -> None:
 
 
 async def record(ctx: HandlerContext, state: WorkflowState) -> None:
-    """Write the run's journal record of this rev and its summary. A failed write is
-    logged, never holds the run up (the next transition rewrites the summary)."""
-    repo = repository_of(ctx)
-    if repo is None:
-        return
-    try:
-        await repo.append(run_journal(state))
-        await repo.save(run_record(state))
-    except RepositoryError as exc:
-        ctx.logger.error("run %s rev %d: record not written: %s", state.id, state.rev, exc)
+    """Write the run's journal record of this rev and its summary through the records'
+    outbox: a failed write never holds the run up and is written again by the next
+    sweep (``flows.repository_outbox``)."""
+    outbox = outbox_from(ctx.deps)
+    if outbox is not None:
+        await outbox.write(run_journal(state), run_record(state))
 
 
 async def store_and_send(
@@ -228,13 +225,14 @@ async def sweep(msg: WorkflowsSweep, ctx: HandlerContext) -> None:
     """Re-send the steps of runs overdue far past their timeout; re-arm while runs live."""
     grace = float(ctx.deps.get("workflows_sweep_grace", SWEEP_GRACE))
     found = await overdue_steps(store_of(ctx), time.time(), grace)
+    unwritten = await flush_records(ctx.deps, ctx.logger)
     for m in found.resent:
         # A new id per sweep: the lost original may be marked done in the inbox.
         event_id = message_id(m.data["flow_id"], -1, 10_000 + msg.slot)
         await ctx.send(m.queue or STEPS, "workflow.step_due", m.data, id=event_id)
     if found.resent:
         ctx.logger.warning("sweep: re-sent the pending step of %d runs", len(found.resent))
-    if found.live:
+    if found.live or unwritten:
         await schedule_sweep(ctx, msg.slot + 1)
     else:
         await ctx.deps["redis"].delete(ctx.deps["names"].workflows_sweep_key)
