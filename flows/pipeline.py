@@ -161,6 +161,7 @@ def advance(state: WorkflowState, outcome: Outcome, now: float) -> Transition:
     new = state.model_copy(deep=True)
     new.inflight = False
     new.waiting = None
+    new.cause = None
     new.updated_at = now
     new.due = None
     if new.mode == "forward":

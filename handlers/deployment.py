@@ -85,6 +85,9 @@ async def settle(ctx: HandlerContext, flow_id: str) -> None:
     """End the facade step that waits for ``flow_id`` if the flow now says how it ended."""
     store = store_of(ctx)
     state = await store.load(facade_run_id(flow_id))
+    if state is not None and state.cause == ctx.event.id:
+        await send(ctx, state)  # this delivery ended the step, then died before sending
+        return
     if state is None or not state.inflight or state.waiting != flow_id:
         return  # no run waits (yet: the step reads the flow when it starts)
     step = state.spec.steps[state.index]
@@ -95,7 +98,9 @@ async def settle(ctx: HandlerContext, flow_id: str) -> None:
     if outcome is None:
         return
     new, messages = advance_run(state, outcome, time.time())
-    await store_and_send(ctx, new, messages, state.rev)
+    new.cause = ctx.event.id
+    # Lost to a racing delivery (the step's own, or the other event): that one sends.
+    await store_and_send(ctx, new, messages, state.rev, resend_on_conflict=False)
 
 
 @router.subscribe("security.scan_completed", name="deploy.scanned")

@@ -119,17 +119,23 @@ async def record(ctx: HandlerContext, state: WorkflowState) -> None:
 
 
 async def store_and_send(
-    ctx: HandlerContext, state: WorkflowState, messages: list[Message], expected_rev: int
+    ctx: HandlerContext,
+    state: WorkflowState,
+    messages: list[Message],
+    expected_rev: int,
+    *,
+    resend_on_conflict: bool = True,
 ) -> WorkflowState | None:
     """CAS ``state`` with its messages, then send and record them; None if the run moved
-    on meanwhile (then its own last messages are re-sent)."""
+    on meanwhile (then its own last messages are re-sent, unless the caller raced a
+    live delivery that sends them itself: ``resend_on_conflict=False``)."""
     state.sent = _messages(messages)
     store = store_of(ctx)
     try:
         saved = await store.save(state, expected_rev)
     except Conflict:
         current = await store.load(state.id)
-        if current is not None:
+        if current is not None and resend_on_conflict:
             await send(ctx, current)
         return None
     await send(ctx, saved)
@@ -293,7 +299,9 @@ async def run_step(
     if outcome is None:
         return  # an event ends the step (a deployment's outcome, a scan)
     new, messages = advance(state, outcome, time.time())
-    await store_and_send(ctx, new, messages, state.rev)
+    # A waiting step can also be ended by the event it waits for; that delivery sends.
+    racing = action is not None and action.waits
+    await store_and_send(ctx, new, messages, state.rev, resend_on_conflict=not racing)
 
 
 @router.subscribe("saga.compensate_requested", name="workflows.commands")

@@ -292,6 +292,9 @@ class WorkflowState(BaseModel):
     attempt: int = 1
     inflight: bool = False
     waiting: str | None = Field(None, description="the deployment flow a deploy step awaits")
+    cause: str | None = Field(
+        None, description="the event whose delivery ended a waiting step in this rev"
+    )
     queue: str | None = Field(
         None,
         description="the subscription whose queue runs this run's steps "
