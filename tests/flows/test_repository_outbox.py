@@ -10,14 +10,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import fakeredis
 import pytest
 from moto.server import ThreadedMotoServer
 
 from flows.pipeline_facade import facade_run_id
 from flows.pipeline_store import WorkflowStore
+from flows.repository import InMemoryRepository, JournalConflict, RepositoryUnavailable
+from flows.repository_outbox import RecordOutbox
 from flows.repository_s3 import S3Repository
 from flows.store import FlowStore
+from schemas.envelope import new_event
 from schemas.names import Names
+from schemas.workflows import FlowRecord, JournalRecord
 from tests.flows.test_repository import make_bucket, s3_server
 from tests.flows.test_strategies_embedded import deploy, flows_config, until
 from tests.helpers import free_port
@@ -110,3 +115,87 @@ async def test_records_written_while_s3_is_down_are_written_once_it_is_back(
     finally:
         moto.stop()
         await toolbox.close()
+
+
+# ---- the outbox itself, and the workflows unit's sweep --------------------------------
+
+
+class Flaky(InMemoryRepository):
+    """Writes fail while ``down``; ``conflict`` makes every append a JournalConflict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = True
+        self.conflict = False
+
+    async def append(self, entry: JournalRecord) -> bool:
+        if self.conflict:
+            raise JournalConflict("other content under this rev")
+        if self.down:
+            raise RepositoryUnavailable("S3 is down")
+        return await super().append(entry)
+
+    async def save(self, record: Any) -> bool:
+        if self.down:
+            raise RepositoryUnavailable("S3 is down")
+        return await super().save(record)
+
+
+def pair(flow_id: str, rev: int) -> tuple[JournalRecord, FlowRecord]:
+    journal = JournalRecord(flow_id=flow_id, rev=rev, at=float(rev), phase="running")
+    record = FlowRecord(
+        id=flow_id, kind="pipeline", rev=rev, phase="running", created_at=0.0, updated_at=rev
+    )
+    return journal, record
+
+
+async def test_a_refused_write_waits_and_a_flush_writes_it_oldest_first() -> None:
+    redis = fakeredis.FakeAsyncRedis()
+    flaky = Flaky()
+    outbox = RecordOutbox(flaky, redis, "t:outbox")
+    for rev in (0, 1, 2):
+        assert await outbox.write(*pair("run-1", rev)) is False
+    assert await outbox.pending() == 3
+    again = await outbox.flush()
+    assert (again.written, again.failed, again.left) == (0, 1, 3)  # stops at the first
+    flaky.down = False
+    done = await outbox.flush()
+    assert (done.written, done.failed, done.left) == (3, 0, 0)
+    assert [j.rev for j in await flaky.journal("run-1")] == [0, 1, 2]
+    saved = await flaky.get("run-1")
+    assert saved is not None and saved.rev == 2
+    # A journal conflict can never be written: dropped (logged), not retried for ever.
+    flaky.conflict = True
+    assert await outbox.write(*pair("run-2", 0)) is True
+    assert await outbox.pending() == 0
+
+
+async def test_the_workflows_sweep_writes_what_a_pipeline_could_not(tmp_path: Path) -> None:
+    flaky = Flaky()
+    spec = {"kind": "pipeline", "name": "p", "steps": [
+        {"name": "a", "tool": "docker.docker_images"},
+        {"name": "b", "tool": "docker.docker_images"}]}  # fmt: skip
+    async with EmbeddedSystem(
+        ("workflows", "audit"), sweep_interval=0.2, flow_repository=flaky
+    ) as system:
+        await system.broker.publish(new_event("workflow.run_requested", {"spec": spec}))
+        [done] = await wait_for(
+            lambda: _async(system.of_type("workflow.completed")), 20, "the run completed"
+        )
+        run = await WorkflowStore(system.redis, system.names).load(done.data["flow_id"])
+        assert run is not None and run.phase == "succeeded"
+        key = system.names.flow_records_outbox_key
+        assert int(await system.redis.hlen(key)) == run.rev + 1
+        flaky.down = False
+
+        async def flushed() -> bool:
+            return int(await system.redis.hlen(key)) == 0
+
+        await wait_for(flushed, 20, "the workflows sweep wrote the outbox")
+    assert [j.rev for j in await flaky.journal(run.id)] == list(range(run.rev + 1))
+    record = await flaky.get(run.id)
+    assert record is not None and record.phase == "succeeded" and record.rev == run.rev
+
+
+async def _async(value: Any) -> Any:
+    return value
