@@ -22,11 +22,12 @@ import os
 import time
 
 from bus.context import HandlerContext
+from bus.errors import Reject
 from bus.router import Router
 from flows.machine import ScanDone
 from flows.pipeline import advance as advance_run
 from flows.pipeline import new_run
-from flows.pipeline_facade import facade_run_id, load_facade_spec, mint_flow_id
+from flows.pipeline_facade import FacadeSpecError, facade_run_id, load_facade_spec, mint_flow_id
 from handlers.deployment_steps import ACTIONS, WAITERS
 from handlers.flows import advance, engine_of, schedule_sweep
 from handlers.workflows import record, run_step, send, store_and_send, store_of
@@ -52,7 +53,13 @@ def facade_spec(ctx: HandlerContext) -> WorkflowSpec:
     """The deploy pipeline: a ``deploy_pipeline`` dependency, ``CODEBUS_DEPLOY_PIPELINE``
     or the shipped one."""
     spec: WorkflowSpec | None = ctx.deps.get("deploy_pipeline")
-    return spec or load_facade_spec(os.environ.get("CODEBUS_DEPLOY_PIPELINE") or None)
+    if spec is not None:
+        return spec
+    try:
+        return load_facade_spec(os.environ.get("CODEBUS_DEPLOY_PIPELINE") or None)
+    except FacadeSpecError as exc:
+        # Dead-lettered with the reason; replay it once the file is fixed.
+        raise Reject(f"CODEBUS_DEPLOY_PIPELINE: {exc}") from None
 
 
 @router.subscribe("deployment.requested", name="deploy.requested")

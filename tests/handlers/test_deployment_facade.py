@@ -154,6 +154,13 @@ async def test_the_pipeline_is_overridable_and_checked_on_load(
     path.write_text(yaml.safe_dump(bad))
     with pytest.raises(FacadeSpecError, match=r"steps\.1\.action: unknown action"):
         load_facade_spec(str(path))  # changed on disk: read again
+    async with system_for(tmp_path) as system:  # a worker with a broken override
+        await system.broker.publish(request(tmp_path))
+        await system.settle()
+        [dead] = system.broker.dead_letters
+        assert "CODEBUS_DEPLOY_PIPELINE" in str(dead.headers)
+        assert "steps.1.action" in str(dead.headers)
+        assert system.of_type("deployment.started") == []
     first = dict(raw, steps=raw["steps"][1:])
     (tmp_path / "first.yaml").write_text(yaml.safe_dump(first))
     with pytest.raises(FacadeSpecError, match=r"steps\.0\.action: must be deploy.validate"):
