@@ -76,8 +76,10 @@ def new_run(
     data: dict[str, Any],
     now: float,
     requested_by: str | None = None,
+    queue: str | None = None,
 ) -> Transition:
-    """A run at its first step; :class:`WorkflowInputError` names a missing input."""
+    """A run at its first step; :class:`WorkflowInputError` names a missing input.
+    ``queue``: the subscription that runs its steps (None: the workflows unit's)."""
     for key in spec.inputs:
         if key not in data:
             raise WorkflowInputError(f"data.{key}: required by {spec.kind} {spec.name}", key)
@@ -89,6 +91,7 @@ def new_run(
         requested_by=requested_by,
         created_at=now,
         updated_at=now,
+        queue=queue,
     )
     journal(state, now, "started", flow=spec.kind, name=spec.name)
     started = Message(
@@ -115,6 +118,7 @@ class Call:
     timeout: float
     label: str  # step name, for messages
     subflow: bool = False  # a deploy step: args are the deployment.requested payload
+    action: bool = False  # a built-in action of the unit: ``tool`` is the action's name
 
 
 def current_call(state: WorkflowState) -> Call:
@@ -125,6 +129,9 @@ def current_call(state: WorkflowState) -> Call:
         if step.deploy is not None:
             payload = render(dict(step.deploy), state.context)
             return Call("deployment.requested", payload, step.timeout, step.name, subflow=True)
+        if step.action is not None:
+            args = render(dict(step.args), state.context)
+            return Call(step.action, args, step.timeout, step.name, action=True)
         assert step.tool is not None
         return Call(step.tool, render(dict(step.args), state.context), step.timeout, step.name)
     comp = state.compensations[state.index]
@@ -154,6 +161,7 @@ def advance(state: WorkflowState, outcome: Outcome, now: float) -> Transition:
     new = state.model_copy(deep=True)
     new.inflight = False
     new.waiting = None
+    new.cause = None
     new.updated_at = now
     new.due = None
     if new.mode == "forward":

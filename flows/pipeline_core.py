@@ -22,6 +22,7 @@ class Message:
     data: dict[str, Any]
     delay: float = 0.0
     due: bool = False
+    queue: str | None = None  # a due message's subscription (None: the workflows unit's)
 
 
 @dataclass
@@ -94,6 +95,7 @@ def due_message(s: WorkflowState, delay: float = 0.0) -> Message:
         {"flow_id": s.id, "mode": s.mode, "index": s.index, "attempt": s.attempt},
         delay=delay,
         due=True,
+        queue=s.queue,
     )
 
 

@@ -25,12 +25,20 @@ class RunSweep:
     live: int
 
 
-async def overdue_steps(store: WorkflowStore, now: float, grace: float) -> RunSweep:
-    """The step_due of every live run whose step is overdue by its timeout + ``grace``."""
+async def overdue_steps(
+    store: WorkflowStore, now: float, grace: float, queue: str | None = None
+) -> RunSweep:
+    """The step_due of every live run of ``queue`` (the subscription that runs its steps;
+    None: the workflows unit's) whose step is overdue by its timeout + ``grace``."""
     resent: list[Message] = []
-    for flow_id, _due in await store.due(before=now - grace):
+    live = 0
+    # Terminal runs leave the due set: what is in it is live.
+    for flow_id, due in await store.due(before=float("inf")):
         state = await store.load(flow_id)
-        if state is None or state.terminal:
+        if state is None or state.terminal or state.queue != queue:
+            continue
+        live += 1
+        if due > now - grace:
             continue
         try:
             timeout = current_call(state).timeout
@@ -39,6 +47,4 @@ async def overdue_steps(store: WorkflowStore, now: float, grace: float) -> RunSw
         since = state.due if state.due is not None else state.updated_at
         if now - since > timeout + grace:
             resent.append(due_message(state))
-    # Terminal runs leave the due set: what is in it is live.
-    live = len(await store.due(before=float("inf")))
     return RunSweep(resent, live)

@@ -2,9 +2,10 @@
 decision the engine stores, the flow's summary and a journal record of that rev.
 
 Recording never holds a flow up: the state in Redis is the authority and a rollback must
-not wait for S3. A failed write is logged at error level and counted
-(``RecordingEngine.failures``); the next decision rewrites the summary, so it catches
-up, while the journal record of the rev whose write failed stays missing.
+not wait for S3. With a records outbox (``flows.repository_outbox``, what the deploy unit
+uses) a failed write stays queued in Redis and the next sweep writes it: no journal
+record goes missing. Without one a failed write is logged at error level and counted
+(``RecordingEngine.failures``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from flows.engine import FlowEngine
 from flows.machine import FlowEvent
 from flows.repository import FlowRepository, RepositoryError
+from flows.repository_outbox import RecordOutbox
 from flows.store import FlowStore
 from schemas.flows import FlowState
 from schemas.workflows import FlowRecord, JournalRecord
@@ -77,9 +79,11 @@ class RecordingEngine(FlowEngine):
         repository: FlowRepository,
         *,
         clock: Callable[[], float] = time.time,
+        outbox: RecordOutbox | None = None,
     ) -> None:
         super().__init__(store, clock=clock)
         self.repository = repository
+        self.outbox = outbox
         self.failures = 0
 
     async def create(self, state: FlowState) -> bool:
@@ -100,6 +104,10 @@ class RecordingEngine(FlowEngine):
 
     async def record(self, state: FlowState) -> None:
         """Write the journal record of ``state.rev``, then the summary."""
+        if self.outbox is not None:
+            if not await self.outbox.write(deployment_journal(state), deployment_record(state)):
+                self.failures += 1
+            return
         try:
             await self.repository.append(deployment_journal(state))
             await self.repository.save(deployment_record(state))

@@ -1,93 +1,113 @@
-"""The deployment flow (unit ``deploy``), after the guide's facade, strategy and
-event-bus patterns:
+"""The deployment facade (unit ``deploy``): a declared pipeline, after the guide's
+facade, pipeline, strategy and event-bus patterns.
 
-deployment.requested -> policy check, a flow minted by codebus (``flows.engine``),
-deployment.started, [docker_build -> image.built], security.scan_requested for every
-image the manifests run ... security.scan_completed -> the strategy (rolling,
-blue-green, canary) steps through timers and tool calls -> deployment.completed |
-deployment.rolled_back + deployment.failed | deployment.aborted.
+``deployment.requested`` starts a run of the deploy pipeline (``flows/pipeline_facade.yaml``
+or ``CODEBUS_DEPLOY_PIPELINE``): validate (policy, the flow minted by codebus,
+deployment.started) -> build (image.built) -> scan (security.scan_requested for every
+image the manifests run ... security.scan_completed) -> deploy (the strategy - rolling,
+blue-green, canary - a sub-flow on the flow engine) -> notify (its outcome is out:
+deployment.completed | deployment.rolled_back + deployment.failed | deployment.aborted).
+One step per delivery: validate in the request's delivery, the others through
+``workflow.step_due`` in this unit's ``deploy.steps`` queue. A step that fails ends the
+run with the failed-step report (``workflow.failed``) besides the stage's
+``deployment.failed``.
 
-No handler waits: every wait is a timer in the flow's state and a delayed wake-up
-(``handlers.flows``). Flow state is keyed by the flow id codebus mints, never by a
-caller's correlation id (V3).
+No handler waits: the scan and deploy steps end when the flow's events arrive here. Flow
+state is keyed by the flow id codebus mints, never by a caller's correlation id (V3).
 """
 
 from __future__ import annotations
 
-import uuid
+import os
+import time
 
 from bus.context import HandlerContext
+from bus.errors import Reject
 from bus.router import Router
-from flows.config import PolicyError, new_flow
 from flows.machine import ScanDone
-from handlers.flows import advance, engine_of, flows_config, schedule_sweep
-from handlers.toolcalls import call_tool
-from schemas.events import (
-    DeploymentFailed,
-    DeploymentRequested,
-    DeploymentStarted,
-    ImageBuilt,
-    SecurityScanCompleted,
-    SecurityScanRequested,
-)
-from tools.errors import ToolFailed
+from flows.pipeline import advance as advance_run
+from flows.pipeline import new_run
+from flows.pipeline_facade import FacadeSpecError, facade_run_id, load_facade_spec, mint_flow_id
+from handlers.deployment_steps import ACTIONS, WAITERS
+from handlers.flows import advance, engine_of, schedule_sweep
+from handlers.workflows import record, run_step, send, store_and_send, store_of
+from schemas.envelope import Event
+from schemas.events import DeploymentRequested, SecurityScanCompleted
+from schemas.names import Names
+from schemas.workflows import WorkflowSpec, WorkflowStepDue
+
+__all__ = ["mint_flow_id", "router"]
 
 router = Router("deploy")
 
-_FLOW_IDS = uuid.UUID("9a3e4f0c-2b61-4c1e-8f0d-5d7b2a6c3e11")
+STEPS = Names.DEPLOY_STEP_SUBSCRIPTION
+_OUTCOMES = (
+    "deployment.completed",
+    "deployment.failed",
+    "deployment.rolled_back",
+    "deployment.aborted",
+)
 
 
-def mint_flow_id(subscription: str, event_id: str) -> str:
-    """The flow of one accepted request: derived from the delivery (so a redelivery
-    finds its flow) and never from the caller's correlation id."""
-    return "d-" + uuid.uuid5(_FLOW_IDS, f"{subscription}\x1f{event_id}").hex[:20]
+def facade_spec(ctx: HandlerContext) -> WorkflowSpec:
+    """The deploy pipeline: a ``deploy_pipeline`` dependency, ``CODEBUS_DEPLOY_PIPELINE``
+    or the shipped one."""
+    spec: WorkflowSpec | None = ctx.deps.get("deploy_pipeline")
+    if spec is not None:
+        return spec
+    try:
+        return load_facade_spec(os.environ.get("CODEBUS_DEPLOY_PIPELINE") or None)
+    except FacadeSpecError as exc:
+        # Dead-lettered with the reason; replay it once the file is fixed.
+        raise Reject(f"CODEBUS_DEPLOY_PIPELINE: {exc}") from None
 
 
 @router.subscribe("deployment.requested", name="deploy.requested")
 async def on_requested(req: DeploymentRequested, ctx: HandlerContext) -> None:
-    """Check the request against the policy, create its flow, build, ask for scans."""
+    """Start the request's run of the deploy pipeline and run its first step here."""
     flow_id = mint_flow_id(ctx.subscription, ctx.event.id)
-    try:
-        state, images = new_flow(flows_config(ctx), req, flow_id)
-    except PolicyError as exc:
-        await _fail(ctx, req, "policy", str(exc), None)
+    data = {**req.model_dump(mode="json"), "flow_id": flow_id}
+    spec = facade_spec(ctx)
+    run_id = facade_run_id(flow_id)
+    state, messages = new_run(run_id, spec, data, time.time(), req.requested_by, queue=STEPS)
+    # The first step runs in this delivery: no step_due for it, only workflow.started.
+    state.sent = [{"type": m.type, "data": m.data, "delay": 0.0, "due": False}
+                  for m in messages if not m.due]  # fmt: skip
+    store = store_of(ctx)
+    if await store.create(state):
+        state = state.model_copy(update={"rev": 0})
+        await send(ctx, state)
+        await record(ctx, state)
+    first = WorkflowStepDue(flow_id=run_id, mode="forward", index=0, attempt=1)
+    await run_step(ctx, first, ACTIONS)  # a redelivery re-sends what the run last sent
+
+
+@router.subscribe("workflow.step_due", name=STEPS)
+async def on_step_due(due: WorkflowStepDue, ctx: HandlerContext) -> None:
+    """One step of a facade run."""
+    await run_step(ctx, due, ACTIONS)
+
+
+async def settle(ctx: HandlerContext, flow_id: str) -> None:
+    """End the facade step that waits for ``flow_id`` if the flow now says how it ended."""
+    store = store_of(ctx)
+    state = await store.load(facade_run_id(flow_id))
+    if state is not None and state.cause == ctx.event.id:
+        await send(ctx, state)  # this delivery ended the step, then died before sending
         return
-    await engine_of(ctx).create(state)  # False on a redelivery: the flow exists already
-    await ctx.publish(
-        "deployment.started",
-        DeploymentStarted(
-            app=req.app,
-            version=req.version,
-            environment=req.environment,
-            strategy=req.strategy,
-            image=req.image or images[0],
-            flow_id=flow_id,
-        ),
-    )
-    await schedule_sweep(ctx)
-    if req.context_path:
-        image = req.image or images[0]
-        try:
-            built = await call_tool(
-                ctx,
-                "docker.docker_build",
-                {"dockerfile_path": req.context_path, "image_tag": image},
-            )
-        except ToolFailed as exc:
-            failed = ScanDone(image=image, passed=False, detail=str(exc), stage="build")
-            await advance(ctx, flow_id, failed)
-            return
-        await ctx.publish(
-            "image.built",
-            ImageBuilt(app=req.app, version=req.version, image_tag=image, image_id=built.image_id),
-        )
-    for image in images:
-        await ctx.publish(
-            "security.scan_requested",
-            SecurityScanRequested(
-                image=image, severity="high", app=req.app, version=req.version, flow_id=flow_id
-            ),
-        )
+    if state is None or not state.inflight or state.waiting != flow_id:
+        return  # no run waits (yet: the step reads the flow when it starts)
+    step = state.spec.steps[state.index]
+    decide = WAITERS.get(step.action or "")
+    if state.mode != "forward" or decide is None:
+        return
+    outcome = decide(await engine_of(ctx).store.load(flow_id))
+    if outcome is None:
+        return
+    new, messages = advance_run(state, outcome, time.time())
+    new.cause = ctx.event.id
+    # Lost to a racing delivery (the step's own, or the other event): that one sends.
+    await store_and_send(ctx, new, messages, state.rev, resend_on_conflict=False)
 
 
 @router.subscribe("security.scan_completed", name="deploy.scanned")
@@ -99,19 +119,12 @@ async def on_scanned(scan: SecurityScanCompleted, ctx: HandlerContext) -> None:
     detail = f"{scan.total_vulnerabilities} vulnerabilities at or above {scan.severity}"
     await advance(ctx, scan.flow_id, ScanDone(image=scan.image, passed=scan.passed, detail=detail))
     await schedule_sweep(ctx)
+    await settle(ctx, scan.flow_id)
 
 
-async def _fail(
-    ctx: HandlerContext, req: DeploymentRequested, stage: str, reason: str, flow_id: str | None
-) -> None:
-    await ctx.publish(
-        "deployment.failed",
-        DeploymentFailed(
-            app=req.app,
-            version=req.version,
-            environment=req.environment,
-            stage=stage,
-            reason=reason[:2000],
-            flow_id=flow_id,
-        ),
-    )
+@router.subscribe(*_OUTCOMES, name="deploy.outcomes")
+async def on_outcome(event: Event, ctx: HandlerContext) -> None:
+    """A deployment flow ended: its facade run's waiting step ends with it."""
+    flow_id = event.data.get("flow_id")
+    if flow_id:
+        await settle(ctx, str(flow_id))

@@ -17,8 +17,10 @@ from bus.router import Router
 from flows.config import default_config
 from flows.engine import FlowEngine, Ports
 from flows.machine import Command, FlowEvent, WakeUp
+from flows.pipeline_core import message_id
+from flows.pipeline_sweep import overdue_steps
+from flows.repository_outbox import flush_records, outbox_from
 from flows.repository_record import RecordingEngine
-from flows.repository_s3 import repository_from
 from flows.store import FlowStore
 from flows.sweeper import sweep
 from handlers.toolcalls import call_tool
@@ -46,8 +48,10 @@ def engine_of(ctx: HandlerContext) -> FlowEngine:
     """The flow engine over this worker's Redis; it records every decision in the
     deployment repository when the unit has one (flows.repository_record)."""
     store = FlowStore(ctx.deps["redis"], ctx.deps["names"])
-    repository = repository_from(ctx.deps)
-    return FlowEngine(store) if repository is None else RecordingEngine(store, repository)
+    outbox = outbox_from(ctx.deps)
+    if outbox is None:
+        return FlowEngine(store)
+    return RecordingEngine(store, outbox.repository, outbox=outbox)
 
 
 def flows_config(ctx: HandlerContext) -> FlowsConfig:
@@ -124,7 +128,9 @@ async def on_wake(msg: FlowTimerFired | FlowsSweep, ctx: HandlerContext) -> None
     report = await sweep(
         engine_of(ctx), lambda _id: ports(ctx), now=time.time(), grace=grace, slot=msg.slot
     )
-    if report.live:
+    unwritten = await flush_records(ctx.deps, ctx.logger)
+    runs = await sweep_facade_runs(ctx, msg.slot)
+    if report.live or unwritten or runs:
         # The chain ends with the last live flow; the next request starts it again.
         # Sent before this delivery is acked: a crash repeats the sweep, never loses it.
         await schedule_sweep(ctx, msg.slot + 1)
@@ -138,6 +144,24 @@ async def on_wake(msg: FlowTimerFired | FlowsSweep, ctx: HandlerContext) -> None
             report.drained,
             report.stalled,
         )
+
+
+async def sweep_facade_runs(ctx: HandlerContext, slot: int) -> int:
+    """Re-send the overdue step of the deploy facade's runs (a ``workflow.step_due``
+    dead-lettered, say); the number of runs still live."""
+    from handlers.workflows import SWEEP_GRACE as RUN_GRACE
+    from handlers.workflows import store_of
+
+    grace = float(ctx.deps.get("workflows_sweep_grace", RUN_GRACE))
+    queue = Names.DEPLOY_STEP_SUBSCRIPTION
+    found = await overdue_steps(store_of(ctx), time.time(), grace, queue=queue)
+    for m in found.resent:
+        # A new id per sweep: the lost original may be marked done in the inbox.
+        event_id = message_id(m.data["flow_id"], -2, 10_000 + slot)
+        await ctx.send(queue, "workflow.step_due", m.data, id=event_id)
+    if found.resent:
+        ctx.logger.warning("sweep: re-sent the pending step of %d deploy runs", len(found.resent))
+    return found.live
 
 
 Commands = (

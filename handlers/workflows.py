@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from bus.context import HandlerContext
-from bus.errors import Reject
+from bus.errors import Reject, Unroutable
 from bus.router import Router
 from flows.pipeline import (
     Call,
@@ -39,7 +41,8 @@ from flows.pipeline import (
 from flows.pipeline_record import run_journal, run_record
 from flows.pipeline_store import WorkflowStore
 from flows.pipeline_sweep import overdue_steps
-from flows.repository import FlowRepository, RepositoryError
+from flows.repository import FlowRepository
+from flows.repository_outbox import flush_records, outbox_from
 from flows.repository_s3 import repository_from
 from flows.store import Conflict
 from handlers import workflows_subflow as subflow
@@ -70,6 +73,20 @@ def repository_of(ctx: HandlerContext) -> FlowRepository | None:
     return repository_from(ctx.deps)
 
 
+ActionFn = Callable[[HandlerContext, WorkflowState, Call], Awaitable[Outcome | None]]
+
+
+@dataclass(frozen=True)
+class Action:
+    """A built-in step of the unit that runs a pipeline (``action:`` in the spec): the
+    deploy facade's ``deploy.validate`` ... ``run`` returns the step's outcome, or None
+    when the step ends later on an event (``waits``: the run then waits for the flow
+    named by ``context.flow_id``)."""
+
+    run: ActionFn
+    waits: bool = False
+
+
 def _messages(messages: list[Message]) -> list[dict[str, Any]]:
     return [{"type": m.type, "data": m.data, "delay": m.delay, "due": m.due} for m in messages]
 
@@ -82,36 +99,43 @@ async def send(ctx: HandlerContext, state: WorkflowState) -> None:
         if m["due"]:
             # A re-send waits only for what is left of the backoff.
             delay = max(0.0, state.due - now) if state.due is not None else 0.0
-            await ctx.send(STEPS, "workflow.step_due", m["data"], id=event_id, delay=delay)
-        else:
+            queue = state.queue or STEPS
+            await ctx.send(queue, "workflow.step_due", m["data"], id=event_id, delay=delay)
+            continue
+        try:
             await ctx.publish(m["type"], m["data"], id=event_id)
+        except Unroutable:
+            # Nobody subscribes (no audit unit deployed): the run's record keeps it.
+            ctx.logger.warning("no subscriber for %s of run %s", m["type"], state.id)
 
 
 async def record(ctx: HandlerContext, state: WorkflowState) -> None:
-    """Write the run's journal record of this rev and its summary. A failed write is
-    logged, never holds the run up (the next transition rewrites the summary)."""
-    repo = repository_of(ctx)
-    if repo is None:
-        return
-    try:
-        await repo.append(run_journal(state))
-        await repo.save(run_record(state))
-    except RepositoryError as exc:
-        ctx.logger.error("run %s rev %d: record not written: %s", state.id, state.rev, exc)
+    """Write the run's journal record of this rev and its summary through the records'
+    outbox: a failed write never holds the run up and is written again by the next
+    sweep (``flows.repository_outbox``)."""
+    outbox = outbox_from(ctx.deps)
+    if outbox is not None:
+        await outbox.write(run_journal(state), run_record(state))
 
 
 async def store_and_send(
-    ctx: HandlerContext, state: WorkflowState, messages: list[Message], expected_rev: int
+    ctx: HandlerContext,
+    state: WorkflowState,
+    messages: list[Message],
+    expected_rev: int,
+    *,
+    resend_on_conflict: bool = True,
 ) -> WorkflowState | None:
     """CAS ``state`` with its messages, then send and record them; None if the run moved
-    on meanwhile (then its own last messages are re-sent)."""
+    on meanwhile (then its own last messages are re-sent, unless the caller raced a
+    live delivery that sends them itself: ``resend_on_conflict=False``)."""
     state.sent = _messages(messages)
     store = store_of(ctx)
     try:
         saved = await store.save(state, expected_rev)
     except Conflict:
         current = await store.load(state.id)
-        if current is not None:
+        if current is not None and resend_on_conflict:
             await send(ctx, current)
         return None
     await send(ctx, saved)
@@ -130,6 +154,12 @@ async def on_run_requested(req: WorkflowRunRequested, ctx: HandlerContext) -> No
             for e in exc.errors()
         )
         raise Reject(f"invalid workflow spec: {fields}") from None
+    for i, step in enumerate(spec.steps):
+        if step.action is not None:
+            raise Reject(
+                f"invalid workflow spec: spec.steps.{i}.action: {step.action!r} is a built-in "
+                "step of the deploy facade; workflows run tool and deploy steps"
+            )
     flow_id = run_id(ctx.event.id, spec.kind)
     try:
         state, messages = new_run(flow_id, spec, req.data, time.time(), req.requested_by)
@@ -201,13 +231,14 @@ async def sweep(msg: WorkflowsSweep, ctx: HandlerContext) -> None:
     """Re-send the steps of runs overdue far past their timeout; re-arm while runs live."""
     grace = float(ctx.deps.get("workflows_sweep_grace", SWEEP_GRACE))
     found = await overdue_steps(store_of(ctx), time.time(), grace)
+    unwritten = await flush_records(ctx.deps, ctx.logger)
     for m in found.resent:
         # A new id per sweep: the lost original may be marked done in the inbox.
         event_id = message_id(m.data["flow_id"], -1, 10_000 + msg.slot)
-        await ctx.send(STEPS, "workflow.step_due", m.data, id=event_id)
+        await ctx.send(m.queue or STEPS, "workflow.step_due", m.data, id=event_id)
     if found.resent:
         ctx.logger.warning("sweep: re-sent the pending step of %d runs", len(found.resent))
-    if found.live:
+    if found.live or unwritten:
         await schedule_sweep(ctx, msg.slot + 1)
     else:
         await ctx.deps["redis"].delete(ctx.deps["names"].workflows_sweep_key)
@@ -219,35 +250,58 @@ async def on_step_due(due: WorkflowStepDue | WorkflowsSweep, ctx: HandlerContext
     if isinstance(due, WorkflowsSweep):
         await sweep(due, ctx)
         return
+    await run_step(ctx, due)
+
+
+async def run_step(
+    ctx: HandlerContext, due: WorkflowStepDue, actions: Mapping[str, Action] | None = None
+) -> None:
+    """Run the cursor ``due`` names, if it is the run's live one: record the intent, call
+    the tool (or start the deploy sub-flow, or run the unit's built-in ``action``), then
+    store the outcome and send what follows."""
     store = store_of(ctx)
     state = await store.load(due.flow_id)
     if state is None:
         raise Reject(f"no pipeline or saga run {due.flow_id!r}")
     if not matches(state, due.mode, due.index, due.attempt):
         await send(ctx, state)  # a duplicate, or a redelivery after the run moved on
+        await record(ctx, state)  # and the record a crash may have kept from being written
         return
     try:
         spec: Call | None = current_call(state)
     except KeyError:
         spec = None  # call() reports the missing template value
+    action = None
+    if spec is not None and spec.action:
+        action = (actions or {}).get(spec.tool)
     if not state.inflight:
         intent = begin(state, time.time())
         if spec is not None and spec.subflow:
             intent.waiting = subflow.request_ids(intent)[1]
+        elif action is not None and action.waits:
+            intent.waiting = str(intent.context.get("flow_id"))
         try:
             state = await store.save(intent, state.rev)
         except Conflict:
             return  # another delivery of this cursor is running it
         await record(ctx, state)  # the intent: this tool is being called
+    outcome: Outcome | None
     if spec is not None and spec.subflow:
-        refused = await subflow.start(ctx, state, spec)
-        if refused is None:
-            return  # the deployment's outcome ends the step (handlers.workflows_subflow)
-        outcome = refused
+        outcome = await subflow.start(ctx, state, spec)
+    elif spec is not None and spec.action:
+        if action is None:
+            why = f"{spec.tool}: no such action in this unit"
+            outcome = Outcome(ok=False, error=why, retryable=False)
+        else:
+            outcome = await action.run(ctx, state, spec)
     else:
         outcome = await call(ctx, state)
+    if outcome is None:
+        return  # an event ends the step (a deployment's outcome, a scan)
     new, messages = advance(state, outcome, time.time())
-    await store_and_send(ctx, new, messages, state.rev)
+    # A waiting step can also be ended by the event it waits for; that delivery sends.
+    racing = action is not None and action.waits
+    await store_and_send(ctx, new, messages, state.rev, resend_on_conflict=not racing)
 
 
 @router.subscribe("saga.compensate_requested", name="workflows.commands")

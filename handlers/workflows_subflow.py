@@ -16,7 +16,7 @@ import time
 from bus.context import HandlerContext
 from bus.router import Router
 from flows.pipeline import Call, Outcome, advance
-from handlers.deployment import mint_flow_id
+from flows.pipeline_facade import mint_flow_id
 from schemas.envelope import Event
 from schemas.errors import SchemaError
 from schemas.events import validate_payload

@@ -157,8 +157,15 @@ class Names:
         """Marks the sweep chain as running (a PX key the chain refreshes)."""
         return f"{self._r}:flows:sweep"
 
+    @property
+    def flow_records_outbox_key(self) -> str:
+        """Hash of repository records (journal + summary) not yet written to S3."""
+        return f"{self._r}:flows:records-outbox"
+
     #: Subscription whose queue receives flow wake-ups and sweeps (sent, not published).
     FLOW_WAKE_SUBSCRIPTION = "deploy.flow-wake"
+    #: Subscription whose queue runs the deploy facade's pipeline steps (sent, not published).
+    DEPLOY_STEP_SUBSCRIPTION = "deploy.steps"
 
     def workflow_key(self, workflow_id: str) -> str:
         """State of one workflow (pipeline or saga run)."""

@@ -176,14 +176,21 @@ class StepSpec(ToolCallSpec):
     deploy: dict[str, Any] | None = Field(
         None, description="deployment.requested payload (templated); the step waits for it"
     )
+    action: str | None = Field(
+        None,
+        pattern=_TOOL_NAME,
+        description="a built-in action of the unit that runs the pipeline (the deploy "
+        "facade's deploy.validate, deploy.build, ...); args are its templated arguments",
+    )
     outputs: dict[str, str] = Field(default_factory=dict)
     fail_if: FailIf | None = None
     compensate: ToolCallSpec | None = None
 
     @model_validator(mode="after")
     def _tool_or_deploy(self) -> StepSpec:
-        if (self.tool is None) == (self.deploy is None):
-            raise ValueError(f"step {self.name!r}: give exactly one of tool and deploy")
+        given = [k for k in ("tool", "deploy", "action") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"step {self.name!r}: give exactly one of tool, deploy and action")
         if self.deploy is not None and self.args:
             raise ValueError(f"step {self.name!r}: args belong to tool steps; use deploy")
         return self
@@ -285,6 +292,14 @@ class WorkflowState(BaseModel):
     attempt: int = 1
     inflight: bool = False
     waiting: str | None = Field(None, description="the deployment flow a deploy step awaits")
+    cause: str | None = Field(
+        None, description="the event whose delivery ended a waiting step in this rev"
+    )
+    queue: str | None = Field(
+        None,
+        description="the subscription whose queue runs this run's steps "
+        "(None: the workflows unit's; the deploy facade's runs in the deploy unit)",
+    )
     due: float | None = None
     compensations: list[Compensation] = Field(default_factory=list)
     failed_step: dict[str, Any] | None = None

@@ -66,7 +66,8 @@ UNITS: dict[str, Unit] = {
     for u in (
         Unit(
             "deploy",
-            "deployment flows: rolling, blue-green, canary; timers, commands, sweeps",
+            "the deploy pipeline (validate, build, scan, deploy, notify) and its flows: "
+            "rolling, blue-green, canary; timers, commands, sweeps",
             ("handlers.deployment:router", "handlers.flows:router"),
             deps="workers.units:flow_deps",
             tools=(

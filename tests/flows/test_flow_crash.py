@@ -28,6 +28,8 @@ from typing import Any
 import pytest
 
 from bus.rabbitmq import RabbitBroker
+from flows.pipeline_facade import facade_run_id
+from flows.pipeline_store import WorkflowStore
 from flows.store import FlowStore
 from handlers.deployment import mint_flow_id
 from schemas.envelope import new_event
@@ -137,12 +139,18 @@ async def test_sigkill_during_concurrent_canaries(
             kills += 1
             proc = await start_worker(args, log)
         store = FlowStore(redis_client, names)
+        run_store = WorkflowStore(redis_client, names)
         ids = [mint_flow_id("deploy.requested", e.id) for e in events]
         deadline = time.monotonic() + 240
         states: dict[str, Any] = {}
+        runs: dict[str, Any] = {}
         while time.monotonic() < deadline:
             states = {i: await store.load(i) for i in ids}
-            if all(s is not None and s.terminal and not s.outbox for s in states.values()):
+            # ... and the deploy pipeline's run around each flow (notify step included)
+            runs = {i: await run_store.load(facade_run_id(i)) for i in ids}
+            if all(s is not None and s.terminal and not s.outbox for s in states.values()) and all(
+                r is not None and r.terminal for r in runs.values()
+            ):
                 break
             await asyncio.sleep(0.2)
         elapsed = time.monotonic() - deadline + 240
@@ -177,6 +185,8 @@ async def test_sigkill_during_concurrent_canaries(
                         obj["spec"]["replicas"],
                         obj.get("status"),
                     )
+    runs_stranded = sum(1 for r in runs.values() if r is None or not r.terminal)
+    run_phases = sorted({r.phase for r in runs.values() if r is not None})
     lost = sum(1 for s in states.values() if s is None)
     stranded = sum(1 for s in states.values() if s is not None and not s.terminal)
     phases = sorted({s.phase for s in states.values() if s is not None})
@@ -201,6 +211,7 @@ async def test_sigkill_during_concurrent_canaries(
         f"flows={FLOWS} kills={kills} lost={lost} stranded={stranded} "
         f"duplicated_side_effects={duplicated} repeated_absolute_writes={repeats} "
         f"dead_letters={dead} phases={','.join(phases)} "
+        f"pipeline_runs_stranded={runs_stranded} run_phases={','.join(run_phases)} "
         f"k8s_requests={len(api.requests) - setup_requests} seconds={elapsed:.1f}"
     )
     print(figures)
@@ -208,5 +219,6 @@ async def test_sigkill_during_concurrent_canaries(
     assert kills == KILLS
     assert lost == 0 and stranded == 0, figures
     assert phases == ["succeeded"], figures
+    assert runs_stranded == 0 and run_phases == ["succeeded"], figures
     assert duplicated == 0, figures
     assert dead == 0, figures

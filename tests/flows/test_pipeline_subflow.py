@@ -65,7 +65,7 @@ async def run(system: EmbeddedSystem, data: dict[str, Any], *phases: str) -> Wor
 def test_a_step_is_a_tool_or_a_deployment_never_both() -> None:
     bad = spec()
     bad["steps"][0]["tool"] = "ops.do"
-    with pytest.raises(ValueError, match="exactly one of tool and deploy"):
+    with pytest.raises(ValueError, match="exactly one of tool, deploy and action"):
         WorkflowSpec.model_validate(bad)
     bad = spec()
     bad["steps"][0]["deploy"]["version"] = "${nope}"
