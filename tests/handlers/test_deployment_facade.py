@@ -20,9 +20,9 @@ from flows.pipeline_store import WorkflowStore
 from schemas.envelope import new_event
 from schemas.tools.security_scanner import Vulnerability
 from tests.handlers.test_flows import request, system_for
-from tools.adapters.docker_fake import FakeDockerServer
-from tools.adapters.security_scanner_fake import FakeSecurityScannerServer
 from tools.errors import ToolTransientError
+from tools.fakes.docker import FakeDockerServer
+from tools.fakes.security_scanner import FakeSecurityScannerServer
 
 pytestmark = pytest.mark.timeout(60)
 
