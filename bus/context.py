@@ -95,8 +95,16 @@ class HandlerContext:
         after ``delay`` seconds through the delay tiers: durable timers and wake-ups."""
         child = self._child(type, data, None, id)
         queue = self._broker.names.subscription_queue(subscription)
-        await self._broker.send(queue, encode(child), delay=delay)
-        return child
+        # With tracing on (bus.tracing.TracingBroker) a send is a publish too: a
+        # producer span whose traceparent the event carries, so the delivery that runs
+        # it (a step, a timer's wake-up) has a parent in the trace.
+        producer_span = getattr(self._broker, "producer_span", None)
+        if producer_span is None:
+            await self._broker.send(queue, encode(child), delay=delay)
+            return child
+        with producer_span(child) as stamped:
+            await self._broker.send(queue, encode(stamped), delay=delay)
+        return stamped
 
     def _child(
         self, type: str, data: BaseModel | dict[str, Any], subject: str | None, id: str | None

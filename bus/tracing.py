@@ -190,6 +190,10 @@ class TracingBroker:
     """A :class:`~bus.abc.Broker` whose ``publish`` runs in a producer span and stamps
     the span's traceparent on the event; everything else is the wrapped broker's."""
 
+    #: ``HandlerContext.send`` (timers, pipeline steps) opens one of these around
+    #: ``send``: a message into one queue is a publish in the trace as well.
+    producer_span = staticmethod(producer_span)
+
     def __init__(self, inner: Broker) -> None:
         self.inner = inner
         self.names = inner.names

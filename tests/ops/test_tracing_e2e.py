@@ -167,12 +167,27 @@ async def test_one_trace_across_gateway_and_two_workers(
     deploy = one("codebus-deploy", "process deployment.requested")
     assert (deploy.kind, deploy.parent_id) == (CONSUMER, request_pub.span_id)
     assert deploy.attributes["codebus.subscription"] == "deploy.requested"
+    # The deploy facade is a pipeline: the request's delivery validates, announces the
+    # deployment and schedules the next step (workflow.step_due); each later step runs
+    # in a delivery of its own on deploy.steps, in the same trace, under the request.
+
+    def ancestors(span: SpanRecord) -> list[SpanRecord]:
+        chain = []
+        while span.parent_id in by_id:
+            span = by_id[span.parent_id]
+            chain.append(span)
+        return chain
+
     started_pub = one("codebus-deploy", "publish deployment.started")
     assert (started_pub.kind, started_pub.parent_id) == (PRODUCER, deploy.span_id)
     notify = one("codebus-notify", "process deployment.started")
     assert (notify.kind, notify.parent_id) == (CONSUMER, started_pub.span_id)
     build = one("codebus-deploy", "tool docker.docker_build")
-    assert (build.kind, build.parent_id) == (INTERNAL, deploy.span_id)
+    assert build.kind == INTERNAL
+    build_step = by_id[build.parent_id]
+    assert (build_step.kind, build_step.service) == (CONSUMER, "codebus-deploy")
+    assert build_step.attributes["codebus.subscription"] == "deploy.steps"
+    assert deploy in ancestors(build)
     assert build.attributes["codebus.tool.outcome"] == "ok"
     assert build.attributes["codebus.tool.breaker_state"] == "closed"
     # notify.compose turns the event into notification.requested; notify.send calls Slack.
