@@ -35,6 +35,7 @@ def cli(ctx: click.Context) -> None:
 
 def _register() -> None:
     from workers import cli_asyncapi, cli_bus, cli_dlq
+    from workers.cli_catalog import events_group
     from workers.cli_deployments import deployments
     from workers.cli_flows import flows_group
     from workers.cli_gateway import gateway_command, webhooks_group
@@ -49,6 +50,7 @@ def _register() -> None:
     cli.add_command(deployments, "deployments")
     cli.add_command(flows_group, "flows")
     cli.add_command(cli_asyncapi.asyncapi)
+    cli.add_command(events_group)
 
 
 _register()

@@ -106,6 +106,7 @@ OTHER_VARIABLES = frozenset(
         "CODEBUS_GATEWAY_PORT",
         "CODEBUS_SERVICES_DIR",
         "CODEBUS_RABBITMQ_HOME",
+        "CODEBUS_UNKNOWN_EVENTS",  # schemas.catalog.unknown_policy
     }
 )
 #: Prefixes of variables owned by something else (the test harness).
