@@ -23,11 +23,13 @@ Without pytest::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from bus.memory import MemoryBroker
@@ -105,6 +107,23 @@ async def run_units(
     return run
 
 
+@contextlib.contextmanager
+def declared_event_types(
+    models: Mapping[str, type[BaseModel]], source: str = "test"
+) -> Iterator[None]:
+    """Declare event types for the duration of a block, as an installed package's entry
+    point would (to test handlers of a package that is not installed yet)."""
+    from schemas.events import EVENT_TYPES
+
+    fresh = [t for t in models if t not in EVENT_TYPES]
+    EVENT_TYPES.register_all(models, source)
+    try:
+        yield
+    finally:
+        for event_type in fresh:
+            EVENT_TYPES.unregister(event_type)
+
+
 # --- pytest fixtures ---------------------------------------------------------------
 
 
@@ -144,6 +163,7 @@ def run_units_fixture() -> Any:
 __all__ = [
     "DeadLetter",
     "UnitsRun",
+    "declared_event_types",
     "fake_redis",
     "fake_toolbox",
     "memory_broker",

@@ -167,6 +167,12 @@ class EventCatalog(Mapping[str, type[BaseModel]]):
         for event_type, model in models.items():
             self.register(event_type, model, source)
 
+    def unregister(self, event_type: str) -> None:
+        """Forget one type (tests that declared it for a while)."""
+        self._models.pop(event_type, None)
+        self._sources.pop(event_type, None)
+        self._provisional.discard(event_type)
+
     def update(self, models: Mapping[str, type[BaseModel]]) -> None:
         """``dict.update`` compatibility: declare ``models`` from the caller's module."""
         module = next(iter(models.values())).__module__ if models else "?"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -20,36 +19,7 @@ import pytest
 
 from schemas.envelope import Event
 from schemas.names import Names
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "changelog"
-CLI = "from workers.cli import main; main()"
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example copied out of codebus's tree and installed into its own directory
-    (``pip install --no-deps --target``: codebus itself is never reinstalled)."""
-    work = tmp_path_factory.mktemp("changelog")
-    src = work / "src"
-    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    site = work / "site"
-    out = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(src)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    assert (site / "changelog_example").is_dir()
-    return site
-
-
-def env_with(site: Path, **extra: str) -> dict[str, str]:
-    """The environment of a process that has codebus and the example installed."""
-    path = os.pathsep.join([str(ROOT), str(site)])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CODEBUS_")}
-    return {**env, "PYTHONPATH": path, **extra}
+from tests.extension.conftest import CLI, EXAMPLE, env_with
 
 
 def codebus(site: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -102,7 +72,9 @@ def test_codebus_worker_changelog_against_rabbitmq_and_redis(
         # The worker declares its queue once connected; until then the event is unroutable.
         deadline = time.monotonic() + 30
         while True:
-            out = codebus(installed, "publish", "change.recorded", "--data", json.dumps(data), **env)
+            out = codebus(
+                installed, "publish", "change.recorded", "--data", json.dumps(data), **env
+            )
             if out.returncode == 0 or time.monotonic() > deadline or worker.poll() is not None:
                 break
             time.sleep(0.3)
