@@ -311,7 +311,15 @@ def topology(ctx: click.Context, declare: bool, as_json: bool) -> None:
 
 
 @click.command()
-def demo() -> None:
+@click.option(
+    "--units",
+    "extra",
+    default="",
+    shell_complete=complete_units,
+    help="More units to run beside codebus's (comma-separated names, e.g. your own).",
+)
+@friendly
+def demo(extra: str) -> None:
     """Run the whole system in one process on embedded defaults (in-memory broker,
     fakeredis, fake tool servers): deployments (rolling, a canary rolled back on a metric
     breach, a blue-green promoted after approval), then the guide's pipeline failing at its
@@ -319,7 +327,11 @@ def demo() -> None:
     from workers.demo import run_demo
     from workers.demo_workflows import run_workflows_demo
 
-    code = asyncio.run(run_demo(sys.stdout))
+    try:
+        units = [get_unit(n.strip()) for n in extra.split(",") if n.strip()]
+    except UnknownUnit as exc:
+        raise CliError(f"--units: {exc}") from None
+    code = asyncio.run(run_demo(sys.stdout, extra_units=units))
     sys.stdout.write("\n")
     code = asyncio.run(run_workflows_demo(sys.stdout)) or code
     sys.exit(code)

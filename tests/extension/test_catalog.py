@@ -112,7 +112,13 @@ def _publisher_unit() -> tuple[Unit, list[Event]]:
     async def any_event(event: Event, ctx: object) -> None:
         seen.append(event)
 
-    unit = Unit("pub", "publishes an undeclared type", (pub, raw), tools=())
+    typed = Router("typed")
+
+    @typed.subscribe("undeclared.*", name="typed.any")
+    async def typed_event(thing: Thing, ctx: object) -> None:
+        raise AssertionError("a payload handler never gets an undeclared type")
+
+    unit = Unit("pub", "publishes an undeclared type", (pub, raw, typed), tools=())
     return unit, seen
 
 
@@ -139,7 +145,9 @@ async def test_pass_routes_undeclared_types_to_envelope_handlers(
         run = await run_units([unit], [("thing.asked", {"name": "x"})])
     assert run.types() == ["undeclared.happened"]
     assert [(e.type, e.data) for e in seen] == [("undeclared.happened", {"n": 1})]
-    assert run.dead_letters == []
+    # The payload-typed subscription dead-letters it at once, never after retries.
+    (dead,) = run.dead_letters
+    assert (dead.event.type, dead.kind) == ("undeclared.happened", "unexpected_type")
 
 
 async def test_gateway_accepts_declared_user_types_and_documents_them(client, broker) -> None:

@@ -201,3 +201,13 @@ def test_the_package_s_own_suite_with_the_plugin(installed: Path, tmp_path: Path
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 passed" in out.stdout
+
+
+def test_the_demo_runs_the_unit_beside_codebus_s(installed: Path) -> None:
+    out = codebus(installed, "demo", "--units", "changelog")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr
+    assert "units: deploy, security, notify, audit, changelog" in out.stdout
+    assert out.stdout.count("demo OK") == 2
+    wrong = codebus(installed, "demo", "--units", "changelg")
+    assert wrong.returncode == 2
+    assert "--units: unknown worker unit 'changelg'" in wrong.stderr
