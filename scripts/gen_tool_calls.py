@@ -58,11 +58,13 @@ def render() -> str:
         model = spec.result_model  # type: ignore[attr-defined]
         return f"{alias[model.__module__]}.{model.__name__}"
 
-    out.append('\nclass ToolCaller(Protocol):\n    """Call a tool by its ``server.tool`` name;'
-               ' the result is the tool\'s result model."""\n')
+    out.append(
+        '\nclass ToolCaller(Protocol):\n    """Call a tool by its ``server.tool`` name;'
+        ' the result is the tool\'s result model."""\n'
+    )
     for s in specs:
         out.append(
-            f"    @overload\n    async def call_tool(\n        self, name: Literal[\"{s.name}\"],"
+            f'    @overload\n    async def call_tool(\n        self, name: Literal["{s.name}"],'
             f" args: Args, *, role: str | None = None\n    ) -> {result(s)}: ...\n"
         )
     out.append(
@@ -76,7 +78,7 @@ def render() -> str:
     for s in specs:
         out.append(
             f"    @overload\n    async def __call__(\n        self,\n        ctx: Any,\n"
-            f"        name: Literal[\"{s.name}\"],\n        args: Args,\n        *,\n"
+            f'        name: Literal["{s.name}"],\n        args: Args,\n        *,\n'
             f"        passthrough: tuple[type[Exception], ...] = (),\n    ) -> {result(s)}: ...\n"
         )
     out.append(
