@@ -11,6 +11,15 @@ from pathlib import Path
 
 import pytest
 
+# The test kit's fixtures, as the plugin gives them to an installed codebus (this source
+# tree may run with an older install's metadata, without its pytest11 entry point).
+from codebus.testing import (  # noqa: F401
+    fake_redis,
+    fake_toolbox,
+    memory_broker,
+    run_units_fixture,
+)
+
 # The gateway's test client and memory broker, for the user-types-at-the-gateway test.
 from tests.gateway.conftest import broker, client, clock, make_client  # noqa: F401
 
