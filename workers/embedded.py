@@ -60,7 +60,10 @@ class EmbeddedSystem:
         self.servers: list[ToolServer] = fake_servers()
         #: The units it runs: installed ones by name, or Unit objects (a user's own).
         self.unit_objects = [get_unit(u) if isinstance(u, str) else u for u in units]
-        config = with_unit_roles(guard_config(load_tools_file(None)), self.unit_objects)
+        # A unit that declares no tools may call none (least privilege), here as in tests.
+        config = with_unit_roles(
+            guard_config(load_tools_file(None)), self.unit_objects, undeclared=()
+        )
         self.toolbox: Toolbox = build_toolbox(
             self.servers, self.redis, self.names, config, "embedded"
         )

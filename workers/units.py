@@ -288,11 +288,13 @@ def load_app(ref: str) -> Unit:
     return unit
 
 
-def with_unit_roles(config: Any, units: Any) -> Any:
+def with_unit_roles(config: Any, units: Any, *, undeclared: tuple[str, ...] | None = None) -> Any:
     """``config`` (a ToolboxConfig) with the role of each unit that declares its tools
-    and that the configuration does not already define (a tools file may narrow it)."""
+    and that the configuration does not already define (a tools file may narrow it).
+    ``undeclared``: the role given to units with ``tools=None`` (none: no role)."""
     roles = dict(config.roles)
     for unit in units:
-        if unit.tools is not None:
-            roles.setdefault(unit.name, list(unit.tools))
+        tools = unit.tools if unit.tools is not None else undeclared
+        if tools is not None:
+            roles.setdefault(unit.name, list(tools))
     return config.model_copy(update={"roles": roles})

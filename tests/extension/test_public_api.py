@@ -130,11 +130,12 @@ async def test_a_user_unit_role_is_enforced_by_the_permission_guard(
 ) -> None:
     import importlib
 
-    denied = importlib.import_module(_unit_module(tmp_path, monkeypatch, "()")).unit
-    run = await run_units([denied], [new_event("ping.sent", {"n": 1})], timeout=10)
-    (dead,) = run.dead_letters
-    assert dead.kind == "rejected" and "docker.docker_images" in dead.reason
-    assert run.published == []
+    for tools in ("()", "None"):  # none allowed; none declared: no role, never a crash
+        denied = importlib.import_module(_unit_module(tmp_path, monkeypatch, tools)).unit
+        run = await run_units([denied], [new_event("ping.sent", {"n": 1})], timeout=10)
+        (dead,) = run.dead_letters
+        assert dead.kind == "rejected" and "docker.docker_images" in dead.reason
+        assert run.published == []
     allowed = importlib.import_module(
         _unit_module(tmp_path, monkeypatch, "('docker.docker_images',)")
     ).unit
