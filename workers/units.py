@@ -17,6 +17,7 @@ from typing import Any
 
 from bus.router import Router, Subscription
 from schemas.catalog import discover
+from schemas.events import EVENT_TYPES
 from workers.settings import ConfigError, Settings
 
 GROUP = "codebus.units"
@@ -55,7 +56,9 @@ class Unit:
     tools: tuple[str, ...] | None = None
 
     def load(self) -> list[Router]:
-        """Import and return this unit's routers."""
+        """Import and return this unit's routers (the event catalogue is read first: a
+        type declared twice stops the unit here, at start-up)."""
+        EVENT_TYPES.load()
         routers = [_resolve(r) if isinstance(r, str) else r for r in self.routers]
         for r in routers:
             if not isinstance(r, Router):
@@ -273,6 +276,7 @@ def get_unit(name: str) -> Unit:
     :class:`UnknownUnit` lists the known ones."""
     if ":" in name:
         return load_app(name)
+    EVENT_TYPES.load()  # start-up errors of the catalogue before anything connects
     try:
         return UNITS[name]
     except KeyError:
@@ -282,6 +286,7 @@ def get_unit(name: str) -> Unit:
 
 def load_app(ref: str) -> Unit:
     """The :class:`Unit` at ``package.module:attribute`` (``codebus worker --app``)."""
+    EVENT_TYPES.load()
     unit = _resolve(ref)
     if not isinstance(unit, Unit):
         raise ConfigError(f"--app {ref}: expected a codebus Unit, got {type(unit).__name__}")

@@ -45,12 +45,17 @@ def test_a_type_declared_twice_is_a_start_up_error_naming_both(tmp_path: Path) -
         "shadow_events",
         code,
     )
-    for args in (("events", "list"), ("publish", "deployment.requested", "--data", "{}")):
+    down = {"CODEBUS_REDIS_URL": "redis://127.0.0.1:1/0", "CODEBUS_FAKE_TOOLS": "true"}
+    for args in (
+        ("events", "list"),
+        ("publish", "deployment.requested", "--data", "{}"),
+        ("worker", "audit"),  # at start-up, before connecting to anything
+    ):
         out = subprocess.run(
             [sys.executable, "-c", CLI, *args],
             capture_output=True,
             text=True,
-            env=env_with(tmp_path),
+            env=env_with(tmp_path, **down),
             timeout=60,
         )
         assert out.returncode == EXIT_CONFIG, out.stderr
