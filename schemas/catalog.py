@@ -15,6 +15,7 @@ type) or ``pass`` (published and routed unvalidated, to handlers that take ``Eve
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
@@ -77,6 +78,18 @@ def _source_entry_points() -> list[metadata.EntryPoint]:
     return [metadata.EntryPoint(n, v, GROUP) for n, v in source_entry_points(GROUP).items()]
 
 
+@functools.cache
+def _installed() -> tuple[tuple[str, bool, tuple[metadata.EntryPoint, ...]], ...]:
+    """``(distribution, is codebus's own copy, entry points)`` of every installed
+    distribution, read once per process (scanning them all is the slow part)."""
+    found = []
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"] or "?"
+        own = name == "codebus" and _is_this_copy(dist)
+        found.append((name, own, tuple(dist.entry_points)))
+    return tuple(found)
+
+
 def discover(group: str, own: Callable[[], list[metadata.EntryPoint]]) -> list[tuple[str, Any]]:
     """``(source, entry point)`` for every entry point of ``group``, one per declaration.
 
@@ -85,11 +98,10 @@ def discover(group: str, own: Callable[[], list[metadata.EntryPoint]]) -> list[t
     pyproject.toml): built-ins are found the same way either way."""
     found: dict[str, Any] = {}
     own_eps: list[metadata.EntryPoint] = []
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"] or "?"
-        eps = [ep for ep in dist.entry_points if ep.group == group]
+    for name, is_own, entry_points in _installed():
+        eps = [ep for ep in entry_points if ep.group == group]
         if name == "codebus":
-            if _is_this_copy(dist):
+            if is_own:
                 own_eps = own_eps or eps
             continue
         for ep in eps:
