@@ -22,6 +22,7 @@ _EXPORTS = {
     "Payload": "schemas.events:Payload",
     "Unit": "workers.units:Unit",
     "ToolCaller": "schemas.tool_calls:ToolCaller",
+    "call_tool": "handlers.toolcalls:call_tool",
     "Settings": "workers.settings:Settings",
     "ConfigError": "schemas.errors:ConfigError",
     "testing": "codebus.testing:",
@@ -38,6 +39,7 @@ __all__ = [
     "Settings",
     "ToolCaller",
     "Unit",
+    "call_tool",
     "testing",
 ]
 
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from bus.errors import Reject, Retry
     from bus.router import Router
     from codebus import testing
+    from handlers.toolcalls import call_tool
     from schemas.envelope import Event
     from schemas.errors import ConfigError
     from schemas.events import Payload

@@ -45,6 +45,7 @@ def test_import_codebus_is_light() -> None:
     assert not {m for m in loaded if m.startswith(("tools.", "bus.", "workers."))}
     # Even the handler API itself pulls in no client library nor tool adapter.
     api = "from codebus import Event, HandlerContext, Payload, Reject, Retry, Router, Unit"
+    api += "\nfrom codebus import call_tool"
     loaded = _modules_after(api)
     assert not {m for m in loaded if m.split(".")[0] in HEAVY}
     assert not {m for m in loaded if m.startswith("tools.adapters")}
@@ -106,8 +107,7 @@ def _unit_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tools: str) ->
     (tmp_path / f"{name}.py").write_text(
         textwrap.dedent(
             f"""
-            from codebus import HandlerContext, Router, Unit
-            from handlers.toolcalls import call_tool
+            from codebus import HandlerContext, Router, Unit, call_tool
             from tests.extension.test_public_api import Ping
 
             router = Router("pinger")
@@ -186,8 +186,7 @@ def test_tool_call_types_are_current_and_checked_by_mypy(tmp_path: Path) -> None
     probe.write_text(
         textwrap.dedent(
             """
-            from codebus import HandlerContext
-            from handlers.toolcalls import call_tool
+            from codebus import HandlerContext, call_tool
             from schemas.tools.docker import DockerBuildResult, DockerPsResult
 
             async def good(ctx: HandlerContext) -> None:
@@ -209,5 +208,6 @@ def test_tool_call_types_are_current_and_checked_by_mypy(tmp_path: Path) -> None
     )
     errors = [line for line in out.stdout.splitlines() if ": error:" in line]
     assert len(errors) == 1, out.stdout
-    assert "probe.py:11" in errors[0]
+    wrong = next(i for i, line in enumerate(probe.read_text().splitlines(), 1) if "c: " in line)
+    assert f"probe.py:{wrong}:" in errors[0]
     assert '"DockerBuildResult", variable has type "DockerPsResult"' in errors[0]
