@@ -11,6 +11,7 @@ Routers are imported lazily so that a unit pulls in only what it runs.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from schemas.events import EVENT_TYPES
 from workers.settings import ConfigError, Settings
 
 GROUP = "codebus.units"
+_UNIT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
 
 #: ``(settings, redis) -> deps``: what a unit's handlers need beyond the toolbox, as a
 #: dict (merged into ``ctx.deps``) or one typed object (``ctx.unit_deps(Type)``);
@@ -54,6 +56,17 @@ class Unit:
     routers: tuple[str | Router, ...]
     deps: str | DepsFactory | None = None
     tools: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not _UNIT_NAME.fullmatch(self.name):
+            raise ConfigError(
+                f"unit name {self.name!r}: use lower-case letters, digits, - and _"
+                " (it names queues, roles and metrics)"
+            )
+        if isinstance(self.routers, str | Router) or not self.routers:
+            raise ConfigError(f"unit {self.name!r}: routers must be a non-empty tuple")
+        if isinstance(self.tools, str):
+            raise ConfigError(f"unit {self.name!r}: tools must be a tuple of tool names")
 
     def load(self) -> list[Router]:
         """Import and return this unit's routers (the event catalogue is read first: a

@@ -211,3 +211,24 @@ def test_tool_call_types_are_current_and_checked_by_mypy(tmp_path: Path) -> None
     wrong = next(i for i, line in enumerate(probe.read_text().splitlines(), 1) if "c: " in line)
     assert f"probe.py:{wrong}:" in errors[0]
     assert '"DockerBuildResult", variable has type "DockerPsResult"' in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "My Unit"}, "unit name 'My Unit'"),
+        ({"routers": "handlers.audit:router"}, "routers must be a non-empty tuple"),
+        ({"tools": "docker.*"}, "tools must be a tuple"),
+    ],
+)
+def test_a_bad_unit_declaration_names_what_is_wrong(kwargs: dict[str, object], message: str):
+    from workers.units import Unit
+
+    fields: dict[str, object] = {
+        "name": "ok",
+        "description": "d",
+        "routers": ("handlers.audit:router",),
+        **kwargs,
+    }
+    with pytest.raises(ConfigError, match=message):
+        Unit(**fields)  # type: ignore[arg-type]
