@@ -19,7 +19,7 @@ import functools
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -122,7 +122,7 @@ def _is_this_copy(dist: metadata.Distribution) -> bool:
     return f'"file://{here.parent.parent}"' in text
 
 
-class EventCatalog(Mapping[str, type[BaseModel]]):
+class EventCatalog(MutableMapping[str, type[BaseModel]]):
     """Event type -> payload model, with where each type comes from.
 
     Built from the ``codebus.events`` entry points on first use; ``register`` adds types
@@ -185,7 +185,7 @@ class EventCatalog(Mapping[str, type[BaseModel]]):
         self._sources.pop(event_type, None)
         self._provisional.discard(event_type)
 
-    def update(self, models: Mapping[str, type[BaseModel]]) -> None:
+    def update(self, models: Mapping[str, type[BaseModel]]) -> None:  # type: ignore[override]
         """``dict.update`` compatibility: declare ``models`` from the caller's module."""
         module = next(iter(models.values())).__module__ if models else "?"
         fresh = [t for t in models if t not in self._models]
@@ -201,6 +201,17 @@ class EventCatalog(Mapping[str, type[BaseModel]]):
     def __getitem__(self, event_type: str) -> type[BaseModel]:
         self.load()
         return self._models[event_type]
+
+    def __setitem__(self, event_type: str, model: type[BaseModel]) -> None:
+        """``catalog[type] = model``: declare it at run time (same checks as register)."""
+        self.load()
+        self.register(event_type, model, "added at run time")
+
+    def __delitem__(self, event_type: str) -> None:
+        self.load()
+        if event_type not in self._models:
+            raise KeyError(event_type)
+        self.unregister(event_type)
 
     def __iter__(self) -> Iterator[str]:
         self.load()
