@@ -66,6 +66,28 @@ def test_a_type_declared_twice_is_a_start_up_error_naming_both(tmp_path: Path) -
         assert "shadow-events: shadow = shadow_events:TYPES" in line
 
 
+def test_the_gateway_refuses_to_start_on_a_type_declared_twice(tmp_path: Path) -> None:
+    code = (
+        "from pydantic import BaseModel\nclass M(BaseModel):\n    x: int\nT = {'image.built': M}\n"
+    )
+    dist_info(tmp_path, "twice", "[codebus.events]\nt = twice_events:T\n", "twice_events", code)
+    start = (
+        "from bus.memory import MemoryBroker\nfrom gateway.app import create_app\n"
+        "from schemas.gateway_config import GatewayConfig\n"
+        "create_app(GatewayConfig.model_validate({'sources': []}), MemoryBroker(), None)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", start],
+        capture_output=True,
+        text=True,
+        env=env_with(tmp_path),
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert "DuplicateEventType: event type 'image.built' is declared twice" in out.stderr
+    assert "twice: t = twice_events:T" in out.stderr
+
+
 def test_a_broken_entry_point_is_one_line_naming_it(tmp_path: Path) -> None:
     dist_info(tmp_path, "broken-events", "[codebus.events]\nb = no_such_module:TYPES\n")
     out = subprocess.run(
