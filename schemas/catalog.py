@@ -11,6 +11,9 @@ The catalogue is read once, on first use. A type declared twice (with different 
 is a :class:`DuplicateEventType` naming both sources. Types nobody declared follow
 ``CODEBUS_UNKNOWN_EVENTS``: ``reject`` (the default: publishing one fails naming the
 type) or ``pass`` (published and routed unvalidated, to handlers that take ``Event``).
+
+Reading the entry points (installed distributions' metadata) is the one I/O of
+``schemas/``; it happens once, on first use, never at import.
 """
 
 from __future__ import annotations

@@ -31,7 +31,9 @@ CLI = "from workers.cli import main; main()"
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example copied out of codebus's tree and installed into its own directory
-    (``pip install --no-deps --target``: codebus itself is never reinstalled)."""
+    (``pip install --no-deps --target``: codebus itself is never reinstalled). pip builds
+    it in an isolated environment with the example's own build requirement
+    (setuptools from PyPI, cached after the first run)."""
     work = tmp_path_factory.mktemp("changelog")
     src = work / "src"
     shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
