@@ -99,6 +99,7 @@ def worker(ctx: click.Context, unit: str | None, concurrency: int | None, app: s
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly
 def units(as_json: bool) -> None:
     """List worker units (codebus's and installed packages'), with where each comes
     from, their tools and subscriptions."""

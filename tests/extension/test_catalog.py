@@ -48,6 +48,7 @@ def test_a_type_declared_twice_is_a_start_up_error_naming_both(tmp_path: Path) -
     down = {"CODEBUS_REDIS_URL": "redis://127.0.0.1:1/0", "CODEBUS_FAKE_TOOLS": "true"}
     for args in (
         ("events", "list"),
+        ("units",),
         ("publish", "deployment.requested", "--data", "{}"),
         ("worker", "audit"),  # at start-up, before connecting to anything
     ):
