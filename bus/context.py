@@ -1,20 +1,31 @@
-"""What a handler gets besides its payload: the envelope, a logger, dependencies, and
-``publish`` for follow-up events with deterministic ids."""
+"""What a handler gets besides its payload: the envelope, a logger, its dependencies
+(typed: ``toolbox``, ``redis``, ``names``, ``unit_deps(Type)``), and ``publish`` for
+follow-up events with deterministic ids."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
 from bus.abc import Broker
 from bus.codec import encode
-from bus.inbox import Effect
+from bus.errors import Reject
 from schemas.envelope import Event, child_event_id
+from schemas.errors import UnknownEventType
 from schemas.events import validate_payload
+from schemas.names import Names
+from schemas.tool_calls import ToolCaller
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from bus.effects import Effect
+
+T = TypeVar("T")
 
 
 def child_traceparent(parent: str | None, child_id: str) -> str | None:
@@ -50,6 +61,39 @@ class HandlerContext:
         self._broker = broker
         self._source = source
         self._seq: dict[str, int] = {}
+
+    @property
+    def toolbox(self) -> ToolCaller:
+        """The unit's tools, restricted to its role; ``call_tool`` returns the tool's
+        result model (``docker.docker_build`` -> ``DockerBuildResult``)."""
+        return self._dep("toolbox")  # type: ignore[no-any-return]
+
+    @property
+    def redis(self) -> Redis:
+        """The worker's Redis client (``redis.asyncio.Redis``)."""
+        return self._dep("redis")  # type: ignore[no-any-return]
+
+    @property
+    def names(self) -> Names:
+        """Every queue, exchange and Redis key name of this deployment."""
+        return self._dep("names")  # type: ignore[no-any-return]
+
+    def unit_deps(self, kind: type[T]) -> T:
+        """The object the unit's dependency factory made, checked to be a ``kind``."""
+        deps = self._dep("unit_deps")
+        if not isinstance(deps, kind):
+            raise TypeError(
+                f"the unit's dependencies are a {type(deps).__name__}, not a {kind.__name__}"
+            )
+        return deps
+
+    def _dep(self, key: str) -> Any:
+        try:
+            return self.deps[key]
+        except KeyError:
+            raise LookupError(
+                f"subscription {self.subscription}: no {key!r} dependency in this worker"
+            ) from None
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -110,7 +154,11 @@ class HandlerContext:
         self, type: str, data: BaseModel | dict[str, Any], subject: str | None, id: str | None
     ) -> Event:
         payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else dict(data)
-        validate_payload(type, payload)
+        try:
+            validate_payload(type, payload)
+        except UnknownEventType as exc:
+            # Publishing it again will not make the type known: dead-letter at once.
+            raise Reject(f"cannot publish {type!r}: no installed package declares it") from exc
         if id is None:
             seq = self._seq.get(type, 0)
             self._seq[type] = seq + 1

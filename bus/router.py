@@ -19,9 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Union
 
+from pydantic import BaseModel
+
 from bus.matching import validate_pattern
 from schemas.envelope import Event
-from schemas.events import Payload
 
 Handler = Callable[..., Awaitable[None]]
 
@@ -56,7 +57,7 @@ def _accepted_types(handler: Handler) -> tuple[type, ...]:
     origin = typing.get_origin(ann)
     members = typing.get_args(ann) if origin in (Union, types.UnionType) else (ann,)
     for m in members:
-        if not (isinstance(m, type) and issubclass(m, Payload)):
+        if not (isinstance(m, type) and issubclass(m, BaseModel)):
             raise TypeError(
                 f"handler {handler.__qualname__}: first parameter must be Event or payload "
                 f"model(s), got {ann!r}"

@@ -39,6 +39,7 @@ def create_app(
 ) -> web.Application:
     """Build the gateway app. The caller owns ``broker`` and ``redis`` (connects and
     closes them); ``clock`` returns Unix seconds and is injectable for tests."""
+    EVENT_TYPES.load()  # a type declared twice stops the gateway here, naming both
     _check_rule_types(config)
     state = GatewayState(
         config=config,

@@ -9,7 +9,6 @@ from __future__ import annotations
 from bus.context import HandlerContext
 from bus.router import Router
 from schemas.envelope import Event
-from schemas.names import Names
 
 router = Router("audit")
 
@@ -19,7 +18,7 @@ MAX_ENTRIES = 1_000_000
 @router.subscribe("#", name="audit.trail")
 async def record(event: Event, ctx: HandlerContext) -> None:
     """Append the event to the audit stream."""
-    names: Names = ctx.deps["names"]
+    names = ctx.names
     fields = {
         "id": event.id,
         "type": event.type,

@@ -8,12 +8,13 @@ and said no - is left to the handler, which usually turns it into a domain event
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 
 from bus.context import HandlerContext
 from bus.errors import Reject, Retry
+from schemas.tool_calls import Args, GuardedCall
 from tools.errors import (
     CircuitOpen,
     ToolArgumentError,
@@ -23,16 +24,14 @@ from tools.errors import (
 )
 
 
-async def call_tool(
+async def _call_tool(
     ctx: HandlerContext,
     name: str,
-    args: dict[str, Any],
+    args: Args,
     *,
     passthrough: tuple[type[Exception], ...] = (),
 ) -> Any:
-    """``ctx.deps['toolbox'].call_tool`` with tool errors mapped to Retry / Reject;
-    exceptions in ``passthrough`` reach the caller unchanged."""
-    toolbox = ctx.deps["toolbox"]
+    toolbox = ctx.toolbox
     try:
         result: BaseModel = await toolbox.call_tool(name, args)
     except passthrough:
@@ -44,3 +43,9 @@ async def call_tool(
     except (ToolArgumentError, ToolPermissionDenied, ToolNotFound) as exc:
         raise Reject(f"{name}: {exc}") from exc
     return result
+
+
+#: ``ctx.toolbox.call_tool`` with tool errors mapped to Retry / Reject; exceptions in
+#: ``passthrough`` reach the caller unchanged. Typed by tool name: the result is the
+#: tool's result model (``schemas.tool_calls``).
+call_tool = cast(GuardedCall, _call_tool)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from schemas.catalog import EventCatalog, RawPayload, unknown_policy
 from schemas.errors import SchemaError, UnknownEventType
 from schemas.flows import FlowOverrides
 
@@ -289,8 +290,8 @@ FLOW_EVENT_TYPES: dict[str, type[Payload]] = {
     "deployment.flows_sweep": FlowsSweep,
 }
 
-#: Event type -> payload model. The routing key of an event is its type.
-EVENT_TYPES: dict[str, type[Payload]] = {
+#: The core event families (declared as the ``codebus.events`` entry point ``core``).
+CORE_EVENT_TYPES: dict[str, type[Payload]] = {
     "deployment.requested": DeploymentRequested,
     "deployment.started": DeploymentStarted,
     "deployment.completed": DeploymentCompleted,
@@ -301,23 +302,37 @@ EVENT_TYPES: dict[str, type[Payload]] = {
     "security.scan_completed": SecurityScanCompleted,
     "security.issue_found": SecurityIssueFound,
     "notification.requested": NotificationRequested,
-    **FLOW_EVENT_TYPES,
 }
 
+#: Event type -> payload model: every ``codebus.events`` entry point of the installed
+#: packages, codebus's own included (see :mod:`schemas.catalog`). The routing key of an
+#: event is its type.
+EVENT_TYPES: EventCatalog = EventCatalog()
 
-def payload_model(type: str) -> type[Payload]:
+
+def payload_model(type: str) -> type[BaseModel]:
     """The payload model for ``type``; :class:`UnknownEventType` lists the known ones."""
     try:
         return EVENT_TYPES[type]
     except KeyError:
         known = ", ".join(sorted(EVENT_TYPES))
         raise UnknownEventType(
-            f"unknown event type {type!r}; known types: {known}", fields=("type",), what="event"
+            f"unknown event type {type!r} (no installed package declares it;"
+            f" CODEBUS_UNKNOWN_EVENTS=pass lets it through); known types: {known}",
+            fields=("type",),
+            what="event",
         ) from None
 
 
-def validate_payload(type: str, data: dict[str, Any]) -> Payload:
-    """Validate ``data`` against the model of ``type``; errors name ``data.<field>``."""
+def validate_payload(type: str, data: dict[str, Any]) -> BaseModel:
+    """Validate ``data`` against the model of ``type``; errors name ``data.<field>``.
+
+    A type nobody declared is an :class:`UnknownEventType` naming it, or, with
+    ``CODEBUS_UNKNOWN_EVENTS=pass``, the data as a :class:`RawPayload`, unvalidated."""
+    if type not in EVENT_TYPES and unknown_policy() == "pass":
+        if not isinstance(data, dict):
+            raise SchemaError(f"invalid {type} payload: data: must be an object", fields=("data",))
+        return RawPayload.model_validate(data)
     model = payload_model(type)
     try:
         return model.model_validate(data)

@@ -7,10 +7,20 @@ ToolError                     root of everything raised by tools/
 ├── CircuitOpen               the tool server's breaker is open; not called
 ├── ToolTransientError        worth retrying: connection error, timeout, 5xx, 429
 │   └── ToolTimeout           the call exceeded its timeout
+│       └── RolloutTimeout    a Kubernetes rollout did not finish in time (last status)
 └── ToolFailed                the tool ran and failed; retrying will not help (4xx, ...)
+RolloutError(Exception)       a rollout action cannot be done (paused, no history)
+
+Handlers depend on these, never on an adapter module: every error an adapter raises for
+callers to tell apart is declared here.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from schemas.tools.kubernetes import KubectlRolloutStatusResult
 
 
 class ToolError(Exception):
@@ -63,3 +73,15 @@ class ToolFailed(ToolError):
     def __init__(self, message: str, *, tool: str | None = None, status: int | None = None):
         super().__init__(message, tool=tool)
         self.status = status
+
+
+class RolloutTimeout(ToolTimeout):
+    """The rollout did not finish in time; ``last_status`` is what was seen last."""
+
+    def __init__(self, message: str, *, tool: str, last_status: KubectlRolloutStatusResult):
+        super().__init__(message, tool=tool)
+        self.last_status = last_status
+
+
+class RolloutError(Exception):
+    """The rollout action cannot be done (paused, no history, ...); permanent."""

@@ -46,6 +46,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "Progressive-delivery flows: what they are doing and why; commands to steer them.",
     ),
     "dlq": ("workers.cli_dlq:dlq", "Inspect and recover dead-lettered events."),
+    "events": (
+        "workers.cli_catalog:events_group",
+        "Event types: codebus's own and those installed packages declare.",
+    ),
     "flows": ("workers.cli_flows:flows_group", "Pipelines and sagas: run, list, show, compensate."),
     "gateway": (
         "workers.cli_gateway:gateway_command",
@@ -64,7 +68,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
         "workers.cli_bus:topology",
         "Show (and optionally declare) exchanges, queues and bindings.",
     ),
-    "units": ("workers.cli_bus:units", "List worker units and their subscriptions."),
+    "units": (
+        "workers.cli_bus:units",
+        "List worker units (codebus's and installed packages'), with where each comes"
+        " from, their tools and subscriptions.",
+    ),
     "webhooks": ("workers.cli_gateway:webhooks_group", "Inspect outbound webhook deliveries."),
     "worker": (
         "workers.cli_bus:worker",

@@ -17,7 +17,7 @@ from schemas.envelope import Event, new_event
 from schemas.events import EVENT_TYPES, validate_payload
 from workers.cli_support import CliError, dump, friendly, run_async, settings_of
 from workers.settings import ConfigError
-from workers.units import UNITS, get_unit
+from workers.units import UNITS, UnknownUnit, get_unit, load_app, with_unit_roles
 
 
 def complete_units(
@@ -46,14 +46,15 @@ def complete_patterns(
 
 
 @click.command()
-@click.argument("unit", shell_complete=complete_units)
+@click.argument("unit", required=False, shell_complete=complete_units)
 @click.option("--concurrency", type=click.IntRange(1, 10_000), help="Prefetch per subscription.")
+@click.option("--app", help="Run the Unit at package.module:attribute (not installed).")
 @click.pass_context
 @friendly
-def worker(ctx: click.Context, unit: str, concurrency: int | None) -> None:
+def worker(ctx: click.Context, unit: str | None, concurrency: int | None, app: str | None) -> None:
     """Run the subscriptions of worker UNIT until SIGTERM, then drain.
 
-    Units: deploy, security, notify, audit, webhooks (see `codebus units`).
+    Units: codebus's own and those installed packages declare (see `codebus units`).
     """
     from bus import tracing
     from workers.app import connect_redis, run_unit
@@ -63,12 +64,15 @@ def worker(ctx: click.Context, unit: str, concurrency: int | None) -> None:
     settings = settings_of(ctx)
     if concurrency:
         settings = settings.model_copy(update={"concurrency": concurrency})
+    if (unit is None) == (app is None):
+        raise CliError("give a UNIT name or --app package.module:unit (one of them)")
     try:
-        the_unit = get_unit(unit)
-    except ConfigError as exc:  # a misspelt UNIT argument: a usage error, not config
+        the_unit = load_app(app) if app is not None else get_unit(unit or "")
+    except UnknownUnit as exc:  # a misspelt UNIT argument: a usage error, not config
         raise CliError(str(exc)) from None
+    unit = the_unit.name
     tools_file = load_tools_file(settings.tools_config)
-    guards = guard_config(tools_file)
+    guards = with_unit_roles(guard_config(tools_file), [the_unit])
     if unit not in guards.roles:
         # Checked before connecting: otherwise the toolbox refuses the role at start-up
         # with a ToolPermissionDenied traceback.
@@ -100,11 +104,15 @@ def worker(ctx: click.Context, unit: str, concurrency: int | None) -> None:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly
 def units(as_json: bool) -> None:
-    """List worker units and their subscriptions."""
+    """List worker units (codebus's and installed packages'), with where each comes
+    from, their tools and subscriptions."""
     data: dict[str, dict[str, Any]] = {
         name: {
             "description": u.description,
+            "source": UNITS.source(name),
+            "tools": None if u.tools is None else list(u.tools),
             "subscriptions": [describe(s) for s in u.subscriptions()],
         }
         for name, u in UNITS.items()
@@ -113,7 +121,7 @@ def units(as_json: bool) -> None:
         click.echo(dump(data))
         return
     for name, info in data.items():
-        click.echo(f"{name}: {info['description']}")
+        click.echo(f"{name}: {info['description']}  [{info['source']}]")
         for s in info["subscriptions"]:
             click.echo(f"  {s['name']:<22} {', '.join(s['patterns'])}")
 
@@ -329,7 +337,15 @@ def topology(ctx: click.Context, declare: bool, as_json: bool) -> None:
 
 
 @click.command()
-def demo() -> None:
+@click.option(
+    "--units",
+    "extra",
+    default="",
+    shell_complete=complete_units,
+    help="More units to run beside codebus's (comma-separated names, e.g. your own).",
+)
+@friendly
+def demo(extra: str) -> None:
     """Run the whole system in one process on embedded defaults (in-memory broker,
     fakeredis, fake tool servers): deployments (rolling, a canary rolled back on a metric
     breach, a blue-green promoted after approval), then the guide's pipeline failing at its
@@ -337,7 +353,11 @@ def demo() -> None:
     from workers.demo import run_demo
     from workers.demo_workflows import run_workflows_demo
 
-    code = asyncio.run(run_demo(sys.stdout))
+    try:
+        units = [get_unit(n.strip()) for n in extra.split(",") if n.strip()]
+    except UnknownUnit as exc:
+        raise CliError(f"--units: {exc}") from None
+    code = asyncio.run(run_demo(sys.stdout, extra_units=units))
     sys.stdout.write("\n")
     code = asyncio.run(run_workflows_demo(sys.stdout)) or code
     sys.exit(code)

@@ -20,6 +20,7 @@ import asyncio
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -42,7 +43,8 @@ from tools.fakes.kubernetes import sample_app_manifests
 from tools.fakes.prometheus import FakePrometheusServer
 from tools.fakes.security_scanner import FakeSecurityScannerServer
 from tools.fakes.slack import FakeSlackServer
-from workers.embedded import EmbeddedSystem
+from workers.embedded import DEFAULT_UNITS, EmbeddedSystem
+from workers.units import Unit
 
 VULNERABLE_IMAGE = "shop:2.0.0"
 ERROR_RATE = (
@@ -155,9 +157,12 @@ class _Demo:
         )
 
 
-async def run_demo(out: TextIO, timeout: float = 30.0) -> int:
+async def run_demo(
+    out: TextIO, timeout: float = 30.0, extra_units: Sequence[str | Unit] = ()
+) -> int:
     """Run the demo, printing the event flow to ``out``; 0 when every flow ended as
-    expected."""
+    expected. ``extra_units`` (installed unit names or Unit objects, a user's own) run
+    beside codebus's units and see the same events."""
     t0 = time.monotonic()
 
     def show(ev: Event) -> None:
@@ -171,7 +176,10 @@ async def run_demo(out: TextIO, timeout: float = 30.0) -> int:
     ok = False
     try:
         async with EmbeddedSystem(
-            on_event=show, flows_config=_config(root), sweep_interval=0.5
+            (*DEFAULT_UNITS, *extra_units),
+            on_event=show,
+            flows_config=_config(root),
+            sweep_interval=0.5,
         ) as system:
             system.server(FakeSecurityScannerServer).image_vulnerabilities[VULNERABLE_IMAGE] = [
                 Vulnerability(

@@ -22,11 +22,14 @@ from tools.toolbox import Toolbox
 from workers.app import make_middleware
 from workers.settings import Settings
 from workers.toolbox import build_toolbox, fake_servers, guard_config, load_tools_file
-from workers.units import UNITS
+from workers.units import Unit, get_unit, with_unit_roles
 
 S = TypeVar("S", bound=ToolServer)
 
 DEFAULT_UNITS = ("deploy", "security", "notify", "audit")
+#: codebus's units whose dependency factories need real configuration (files, S3): the
+#: embedded system gives them in-memory stand-ins instead.
+BUILTIN_WITH_DEPS = frozenset({"deploy", "workflows", "workitems", "webhooks"})
 
 
 class EmbeddedSystem:
@@ -35,7 +38,7 @@ class EmbeddedSystem:
 
     def __init__(
         self,
-        units: Sequence[str] = DEFAULT_UNITS,
+        units: Sequence[str | Unit] = DEFAULT_UNITS,
         *,
         settings: Settings | None = None,
         on_event: Callable[[Event], Awaitable[None] | None] | None = None,
@@ -43,16 +46,28 @@ class EmbeddedSystem:
         flows_config: FlowsConfig | None = None,
         sweep_interval: float = 1.0,
         flow_repository: FlowRepository | None = None,
+        redis: Any = None,
+        toolbox: Any = None,
     ) -> None:
+        """``redis`` (a fakeredis client) and ``toolbox`` (e.g. a ``FakeToolbox``) replace
+        the system's own; the caller keeps them open."""
         self.settings = settings or Settings(retry_base_delay=0.05, max_attempts=3, http_port=0)
         self.names = Names(prefix=self.settings.prefix)
         self.broker = MemoryBroker(self.names)
-        self.redis = fakeredis.FakeAsyncRedis()
+        self._own_redis = redis is None
+        self.redis = fakeredis.FakeAsyncRedis() if redis is None else redis
+        self._tools_override = toolbox
         self.servers: list[ToolServer] = fake_servers()
-        self.toolbox: Toolbox = build_toolbox(
-            self.servers, self.redis, self.names, guard_config(load_tools_file(None)), "embedded"
+        #: The units it runs: installed ones by name, or Unit objects (a user's own).
+        self.unit_objects = [get_unit(u) if isinstance(u, str) else u for u in units]
+        # A unit that declares no tools may call none (least privilege), here as in tests.
+        config = with_unit_roles(
+            guard_config(load_tools_file(None)), self.unit_objects, undeclared=()
         )
-        self.units = tuple(units)
+        self.toolbox: Toolbox = build_toolbox(
+            self.servers, self.redis, self.names, config, "embedded"
+        )
+        self.units = tuple(u.name for u in self.unit_objects)
         self.events: list[Event] = []
         self.workers: list[Worker] = []
         self._on_event = on_event
@@ -81,11 +96,12 @@ class EmbeddedSystem:
         await self.broker.connect()
         await self.toolbox.start()
         self._tap = await self.broker.tap(["#"], self._record)
-        for name in self.units:
+        for unit in self.unit_objects:
+            name = unit.name
             registry = self.registries[name] = CollectorRegistry()
             worker = Worker(
                 self.broker,
-                UNITS[name].subscriptions(),
+                unit.subscriptions(),
                 middleware=make_middleware(self.settings, self.redis, registry),
                 deps={
                     "metrics_registry": registry,
@@ -93,18 +109,26 @@ class EmbeddedSystem:
                     "flow_repository": self.flow_repository,
                     "redis": self.redis,
                     "names": self.names,
-                    "toolbox": self.toolbox.as_role(name),
+                    "toolbox": (self._tools_override or self.toolbox).as_role(name),
                     "rollout_timeout": self._rollout_timeout,
                     "flows_config": self.flows_config,
                     "flows_sweep_interval": self._sweep_interval,
                     "flows_sweep_grace": self._sweep_interval,
                     "workflows_sweep_interval": self._sweep_interval,
+                    **self._unit_deps(unit),
                 },
                 source=f"codebus/{name}",
             )
             await worker.start()
             self.workers.append(worker)
         return self
+
+    def _unit_deps(self, unit: Unit) -> dict[str, Any]:
+        """A unit's own dependencies (a typed factory's object); codebus's units get
+        theirs in memory above, so only a factory that returns an object is called."""
+        if unit.deps is None or unit.name in BUILTIN_WITH_DEPS:
+            return {}
+        return unit.extra_deps(self.settings, self.redis)
 
     async def settle(self, timeout: float = 30.0) -> None:
         """Wait until no message is ready, in flight or delayed."""
@@ -116,7 +140,8 @@ class EmbeddedSystem:
         if self._tap is not None:
             await self._tap.cancel()
         await self.toolbox.close()
-        await self.redis.aclose()
+        if self._own_redis:
+            await self.redis.aclose()
 
     def of_type(self, type_: str) -> list[Event]:
         """Published events of one type."""

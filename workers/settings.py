@@ -109,6 +109,7 @@ OTHER_VARIABLES = frozenset(
         "CODEBUS_CONSOLE_PORT",
         "CODEBUS_SERVICES_DIR",
         "CODEBUS_RABBITMQ_HOME",
+        "CODEBUS_UNKNOWN_EVENTS",  # schemas.catalog.unknown_policy
     }
 )
 #: Prefixes of variables owned by something else (the test harness).

@@ -20,7 +20,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from schemas.tools.kubernetes import KubectlRolloutStatusResult
-from tools.errors import ToolFailed, ToolTimeout, ToolTransientError
+from tools.errors import (  # RolloutError, RolloutTimeout: re-exported for adapters
+    RolloutError,
+    RolloutTimeout,
+    ToolFailed,
+    ToolTransientError,
+)
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
@@ -37,18 +42,6 @@ _ANNOTATIONS_TO_SKIP = frozenset(
         "deprecated.deployment.rollback.to",
     }
 )
-
-
-class RolloutError(Exception):
-    """The rollout action cannot be done (paused, no history, ...); permanent."""
-
-
-class RolloutTimeout(ToolTimeout):
-    """The rollout did not finish in time; ``last_status`` is what was seen last."""
-
-    def __init__(self, message: str, *, tool: str, last_status: KubectlRolloutStatusResult):
-        super().__init__(message, tool=tool)
-        self.last_status = last_status
 
 
 def _int(value: Any, default: int = 0) -> int:

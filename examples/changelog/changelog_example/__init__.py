@@ -1,0 +1,1 @@
+"""A codebus extension: a changelog of the changes CI records."""
