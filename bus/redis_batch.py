@@ -79,6 +79,12 @@ class ScriptBatcher:
         self._codes = {name: i + 1 for i, name in enumerate(ops)}
         self._nargs = {name: op.nargs for name, op in ops.items()}
         self._width = max(op.nargs for op in ops.values())
+        # Per op: (number of arguments, record prefix "code<SEP>", padding of the unused
+        # argument fields): a call's record is built with one join.
+        self._layout = {
+            name: (op.nargs, f"{self._codes[name]}{SEP}", SEP * (self._width - op.nargs))
+            for name, op in ops.items()
+        }
         table = ",\n".join(op.function.strip() for op in ops.values())
         self.source = f"local OPS = {{\n{table}\n}}\n{_DISPATCH}"
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
@@ -96,17 +102,16 @@ class ScriptBatcher:
 
     async def call(self, op: str, key: str, *args: Any) -> Any:
         """Run operation ``op`` on ``key``; raises what Redis raises for the batch."""
-        if len(args) != self._nargs[op]:
-            raise TypeError(f"{op} takes {self._nargs[op]} arguments, got {len(args)}")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        fields = [str(self._codes[op]), key, *map(str, args)]
-        fields += [""] * (self._width - len(args))
-        record = SEP.join(fields)
+        nargs, prefix, padding = self._layout[op]
+        if len(args) != nargs:
+            raise TypeError(f"{op} takes {nargs} arguments, got {len(args)}")
+        record = prefix + SEP.join((key, *[str(a) for a in args])) + padding
         if record.count(SEP) != self._width + 1:
             raise ValueError(f"{op}: key and arguments must not contain the unit separator")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((record, fut))
-        self._wake()
+        if self._writer is None:
+            self._wake()
         return await fut
 
     async def aclose(self) -> None:
@@ -115,6 +120,8 @@ class ScriptBatcher:
         if pipe is not None:
             await pipe.conn.disconnect()
             if pipe.reader is not None:
+                if pipe.idle is not None:  # waiting for a batch that will not come
+                    pipe.reader.cancel()
                 await asyncio.gather(pipe.reader, return_exceptions=True)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
@@ -181,12 +188,23 @@ class ScriptBatcher:
         pipe.in_flight.append(entry)
         if pipe.reader is None:
             pipe.reader = asyncio.get_running_loop().create_task(self._read_all(pipe))
+        elif pipe.idle is not None:
+            if not pipe.idle.done():
+                pipe.idle.set_result(None)
+            pipe.idle = None
 
     # -- reading --------------------------------------------------------------------
     async def _read_all(self, pipe: _Pipe) -> None:
-        """Match replies to the batches in flight on ``pipe``, in order."""
+        """Match replies to the batches in flight on ``pipe``, in order. One reader per
+        connection, for as long as it lives: between batches it waits for the next one
+        (not for Redis, so the read timeout only runs while a batch is unanswered)."""
+        loop = asyncio.get_running_loop()
         try:
-            while pipe.in_flight:
+            while True:
+                if not pipe.in_flight:
+                    pipe.idle = loop.create_future()
+                    await pipe.idle
+                    continue
                 try:
                     async with asyncio.timeout(pipe.read_timeout):  # a hung Redis
                         reply: Any = await pipe.conn.read_response()
@@ -212,12 +230,19 @@ class ScriptBatcher:
                         entry.resolve(reply)
                     except Exception as exc:  # not one result per call: fail, don't hang
                         entry.fail(exc)
-        except BaseException as exc:  # the connection broke (or the batcher is closing)
+        except asyncio.CancelledError:
+            if pipe.idle is not None and not pipe.in_flight:
+                # Cancelled between batches (aclose, or the loop shutting down): nothing
+                # to fail; aclose disconnects, a dying loop takes the socket with it.
+                if self._pipe is pipe:
+                    self._pipe = None
+            else:
+                self._broken(pipe, asyncio.CancelledError())
+            raise
+        except BaseException as exc:  # the connection broke
             self._broken(pipe, exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
         finally:
-            pipe.reader = None
+            pipe.reader = pipe.idle = None
 
     def _broken(self, pipe: _Pipe, exc: BaseException) -> None:
         """Fail every batch in flight on ``pipe`` and drop its connection; the next
@@ -227,6 +252,8 @@ class ScriptBatcher:
             task = asyncio.get_running_loop().create_task(pipe.conn.disconnect())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
+        if pipe.idle is not None and not pipe.idle.done():  # an idle reader: let it end
+            pipe.idle.set_exception(ConnectionError("the connection was dropped"))
         while pipe.in_flight:
             entry = pipe.in_flight.popleft()
             if entry is not None:
@@ -238,12 +265,13 @@ class _Pipe:
     """One connection and the batches in flight on it, in the order Redis answers
     them (None stands for the reply of a SCRIPT LOAD)."""
 
-    __slots__ = ("conn", "in_flight", "load_script", "read_timeout", "reader")
+    __slots__ = ("conn", "idle", "in_flight", "load_script", "read_timeout", "reader")
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.in_flight: deque[_Batch | None] = deque()
-        self.reader: asyncio.Task[None] | None = None  # reads while batches are in flight
+        self.reader: asyncio.Task[None] | None = None  # reads replies while connected
+        self.idle: asyncio.Future[None] | None = None  # the reader waits for a batch
         self.load_script = True
         self.read_timeout: float | None = None  # the client's socket timeout
 

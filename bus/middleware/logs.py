@@ -16,6 +16,8 @@ class LoggingMiddleware(Middleware):
     """Logs the outcome of each delivery with its event id, type and subscription."""
 
     async def after_process(self, p: Processing, outcome: Outcome) -> Outcome:
+        if type(outcome) is Done and not log.isEnabledFor(logging.DEBUG):
+            return outcome  # the common case logs nothing: no line is built
         ms = (time.perf_counter() - p.started) * 1000
         ev = p.event
         where = (
