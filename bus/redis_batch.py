@@ -94,6 +94,11 @@ class ScriptBatcher:
         self._writer: asyncio.Task[None] | None = None  # sends while there are calls
         self._room = asyncio.Event()  # set when a reply frees an in-flight slot
         self._closing: set[asyncio.Task[Any]] = set()
+        self._flush_due = False  # a flush is scheduled for the next loop iteration
+        width = str(self._width).encode()
+        self._head_sha = ""  # the sha _evalsha_head was made for
+        self._evalsha_head = b""
+        self._evalsha_tail = b"$%d\r\n%s\r\n" % (len(width), width)
 
     @property
     def _conn(self) -> Any:
@@ -105,12 +110,12 @@ class ScriptBatcher:
         nargs, prefix, padding = self._layout[op]
         if len(args) != nargs:
             raise TypeError(f"{op} takes {nargs} arguments, got {len(args)}")
-        record = prefix + SEP.join((key, *[str(a) for a in args])) + padding
+        record = prefix + SEP.join(map(str, (key, *args))) + padding
         if record.count(SEP) != self._width + 1:
             raise ValueError(f"{op}: key and arguments must not contain the unit separator")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((record, fut))
-        if self._writer is None:
+        if self._writer is None and not self._flush_due:
             self._wake()
         return await fut
 
@@ -127,12 +132,61 @@ class ScriptBatcher:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
     def _wake(self) -> None:
-        if self._writer is None:
-            # A new task first runs on the next loop iteration: the calls made during
-            # this turn go out together.
-            self._writer = asyncio.get_running_loop().create_task(self._write_all())
+        # The flush runs on the next loop iteration: the calls made during this turn
+        # go out together.
+        if self._writer is None and not self._flush_due:
+            pipe = self._pipe
+            if pipe is None or pipe.load_script or self._resend or not pipe.conn.is_connected:
+                # Connecting first: the writer task's first step takes this turn's calls.
+                self._writer = asyncio.get_running_loop().create_task(self._write_all())
+            else:
+                self._flush_due = True
+                asyncio.get_running_loop().call_soon(self._flush)
 
     # -- writing --------------------------------------------------------------------
+    def _flush(self) -> None:
+        """Send what is queued. On a working connection with room in the pipeline
+        (the steady state) the batches are written right here, without a task; anything
+        else (connect, script load, resend, a full pipeline) goes to the writer task."""
+        self._flush_due = False
+        if self._writer is not None or not (self._queue or self._resend):
+            return
+        pipe = self._pipe
+        writer = getattr(pipe.conn, "_writer", None) if pipe is not None else None
+        if (
+            pipe is None
+            or writer is None
+            or pipe.load_script
+            or self._resend
+            or not pipe.conn.is_connected
+        ):
+            self._writer = asyncio.get_running_loop().create_task(self._write_all())
+            return
+        while self._queue and len(pipe.in_flight) < self.max_in_flight:
+            batch = _Batch(self._queue[: self.max_batch])
+            self._queue = self._queue[self.max_batch :]
+            try:
+                # A write never blocks (the transport buffers); a dead connection shows
+                # on the reader's side, which fails the batches in flight.
+                writer.write(self._packed(batch))
+                self._expect(pipe, batch)
+            except Exception as exc:
+                batch.fail(exc)
+                self._broken(pipe, exc)
+                return
+        if self._queue:  # the pipeline is full: the writer task waits for room
+            self._writer = asyncio.get_running_loop().create_task(self._write_all())
+
+    def _packed(self, batch: _Batch) -> bytes:
+        """``EVALSHA sha 0 <blob> <width>`` in the Redis protocol."""
+        blob = SEP.join(record for record, _ in batch.calls).encode()
+        if self._head_sha != self.sha:
+            self._head_sha = self.sha
+            self._evalsha_head = b"*5\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n0\r\n" % (
+                self.sha.encode()
+            )
+        return b"%s$%d\r\n%s\r\n%s" % (self._evalsha_head, len(blob), blob, self._evalsha_tail)
+
     async def _write_all(self) -> None:
         try:
             while self._queue or self._resend:
@@ -174,10 +228,7 @@ class ScriptBatcher:
                     conn.pack_command("SCRIPT", "LOAD", self.source), check_health=False
                 )
             self._expect(pipe, batch)
-            blob = SEP.join(record for record, _ in batch.calls)
-            await conn.send_packed_command(
-                conn.pack_command("EVALSHA", self.sha, 0, blob, self._width), check_health=False
-            )
+            await conn.send_packed_command(self._packed(batch), check_health=False)
         except BaseException as exc:
             batch.fail(exc)  # whether or not it was in flight yet
             self._broken(pipe, exc)
