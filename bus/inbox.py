@@ -161,14 +161,20 @@ class Inbox:
         task per inbox extends every held claim a few times per lease period."""
         self._active[claim.key] = claim
         self._workers[claim.key] = asyncio.current_task()
-        if self._keeper is None or self._keeper.done():
+        keeper = self._keeper
+        if keeper is None or keeper.done():
             self._keeper = asyncio.get_running_loop().create_task(self._keep_leases())
 
     async def _keep_leases(self) -> None:
+        # Lives while claims are held, and one more round: under steady load one task
+        # serves every claim (claims often complete before a new keeper's first step,
+        # which would otherwise start and end a task per batch).
         interval = self.lease_ms / 3000
         pause = interval
-        while self._active:
+        while True:
             await asyncio.sleep(pause)
+            if not self._active:
+                return
             orphans = [c for c in self._active.values() if self._orphaned(c)]
             for claim in orphans:
                 log.warning("releasing %s: the delivery holding it has ended", claim.key)

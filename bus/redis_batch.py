@@ -79,6 +79,12 @@ class ScriptBatcher:
         self._codes = {name: i + 1 for i, name in enumerate(ops)}
         self._nargs = {name: op.nargs for name, op in ops.items()}
         self._width = max(op.nargs for op in ops.values())
+        # Per op: (number of arguments, record prefix "code<SEP>", padding of the unused
+        # argument fields): a call's record is built with one join.
+        self._layout = {
+            name: (op.nargs, f"{self._codes[name]}{SEP}", SEP * (self._width - op.nargs))
+            for name, op in ops.items()
+        }
         table = ",\n".join(op.function.strip() for op in ops.values())
         self.source = f"local OPS = {{\n{table}\n}}\n{_DISPATCH}"
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
@@ -88,6 +94,11 @@ class ScriptBatcher:
         self._writer: asyncio.Task[None] | None = None  # sends while there are calls
         self._room = asyncio.Event()  # set when a reply frees an in-flight slot
         self._closing: set[asyncio.Task[Any]] = set()
+        self._flush_due = False  # a flush is scheduled for the next loop iteration
+        width = str(self._width).encode()
+        self._head_sha = ""  # the sha _evalsha_head was made for
+        self._evalsha_head = b""
+        self._evalsha_tail = b"$%d\r\n%s\r\n" % (len(width), width)
 
     @property
     def _conn(self) -> Any:
@@ -96,17 +107,16 @@ class ScriptBatcher:
 
     async def call(self, op: str, key: str, *args: Any) -> Any:
         """Run operation ``op`` on ``key``; raises what Redis raises for the batch."""
-        if len(args) != self._nargs[op]:
-            raise TypeError(f"{op} takes {self._nargs[op]} arguments, got {len(args)}")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        fields = [str(self._codes[op]), key, *map(str, args)]
-        fields += [""] * (self._width - len(args))
-        record = SEP.join(fields)
+        nargs, prefix, padding = self._layout[op]
+        if len(args) != nargs:
+            raise TypeError(f"{op} takes {nargs} arguments, got {len(args)}")
+        record = prefix + SEP.join(map(str, (key, *args))) + padding
         if record.count(SEP) != self._width + 1:
             raise ValueError(f"{op}: key and arguments must not contain the unit separator")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((record, fut))
-        self._wake()
+        if self._writer is None and not self._flush_due:
+            self._wake()
         return await fut
 
     async def aclose(self) -> None:
@@ -115,17 +125,68 @@ class ScriptBatcher:
         if pipe is not None:
             await pipe.conn.disconnect()
             if pipe.reader is not None:
+                if pipe.idle is not None:  # waiting for a batch that will not come
+                    pipe.reader.cancel()
                 await asyncio.gather(pipe.reader, return_exceptions=True)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
     def _wake(self) -> None:
-        if self._writer is None:
-            # A new task first runs on the next loop iteration: the calls made during
-            # this turn go out together.
-            self._writer = asyncio.get_running_loop().create_task(self._write_all())
+        # The flush runs on the next loop iteration: the calls made during this turn
+        # go out together.
+        if self._writer is None and not self._flush_due:
+            pipe = self._pipe
+            if pipe is None or pipe.load_script or self._resend or not pipe.conn.is_connected:
+                # Connecting first: the writer task's first step takes this turn's calls.
+                self._writer = asyncio.get_running_loop().create_task(self._write_all())
+            else:
+                self._flush_due = True
+                asyncio.get_running_loop().call_soon(self._flush)
 
     # -- writing --------------------------------------------------------------------
+    def _flush(self) -> None:
+        """Send what is queued. On a working connection with room in the pipeline
+        (the steady state) the batches are written right here, without a task; anything
+        else (connect, script load, resend, a full pipeline) goes to the writer task."""
+        self._flush_due = False
+        if self._writer is not None or not (self._queue or self._resend):
+            return
+        pipe = self._pipe
+        writer = getattr(pipe.conn, "_writer", None) if pipe is not None else None
+        if (
+            pipe is None
+            or writer is None
+            or pipe.load_script
+            or self._resend
+            or not pipe.conn.is_connected
+        ):
+            self._writer = asyncio.get_running_loop().create_task(self._write_all())
+            return
+        while self._queue and len(pipe.in_flight) < self.max_in_flight:
+            batch = _Batch(self._queue[: self.max_batch])
+            self._queue = self._queue[self.max_batch :]
+            try:
+                # A write never blocks (the transport buffers); a dead connection shows
+                # on the reader's side, which fails the batches in flight.
+                writer.write(self._packed(batch))
+                self._expect(pipe, batch)
+            except Exception as exc:
+                batch.fail(exc)
+                self._broken(pipe, exc)
+                return
+        if self._queue:  # the pipeline is full: the writer task waits for room
+            self._writer = asyncio.get_running_loop().create_task(self._write_all())
+
+    def _packed(self, batch: _Batch) -> bytes:
+        """``EVALSHA sha 0 <blob> <width>`` in the Redis protocol."""
+        blob = SEP.join(record for record, _ in batch.calls).encode()
+        if self._head_sha != self.sha:
+            self._head_sha = self.sha
+            self._evalsha_head = b"*5\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n0\r\n" % (
+                self.sha.encode()
+            )
+        return b"%s$%d\r\n%s\r\n%s" % (self._evalsha_head, len(blob), blob, self._evalsha_tail)
+
     async def _write_all(self) -> None:
         try:
             while self._queue or self._resend:
@@ -167,10 +228,7 @@ class ScriptBatcher:
                     conn.pack_command("SCRIPT", "LOAD", self.source), check_health=False
                 )
             self._expect(pipe, batch)
-            blob = SEP.join(record for record, _ in batch.calls)
-            await conn.send_packed_command(
-                conn.pack_command("EVALSHA", self.sha, 0, blob, self._width), check_health=False
-            )
+            await conn.send_packed_command(self._packed(batch), check_health=False)
         except BaseException as exc:
             batch.fail(exc)  # whether or not it was in flight yet
             self._broken(pipe, exc)
@@ -181,12 +239,23 @@ class ScriptBatcher:
         pipe.in_flight.append(entry)
         if pipe.reader is None:
             pipe.reader = asyncio.get_running_loop().create_task(self._read_all(pipe))
+        elif pipe.idle is not None:
+            if not pipe.idle.done():
+                pipe.idle.set_result(None)
+            pipe.idle = None
 
     # -- reading --------------------------------------------------------------------
     async def _read_all(self, pipe: _Pipe) -> None:
-        """Match replies to the batches in flight on ``pipe``, in order."""
+        """Match replies to the batches in flight on ``pipe``, in order. One reader per
+        connection, for as long as it lives: between batches it waits for the next one
+        (not for Redis, so the read timeout only runs while a batch is unanswered)."""
+        loop = asyncio.get_running_loop()
         try:
-            while pipe.in_flight:
+            while True:
+                if not pipe.in_flight:
+                    pipe.idle = loop.create_future()
+                    await pipe.idle
+                    continue
                 try:
                     async with asyncio.timeout(pipe.read_timeout):  # a hung Redis
                         reply: Any = await pipe.conn.read_response()
@@ -212,12 +281,19 @@ class ScriptBatcher:
                         entry.resolve(reply)
                     except Exception as exc:  # not one result per call: fail, don't hang
                         entry.fail(exc)
-        except BaseException as exc:  # the connection broke (or the batcher is closing)
+        except asyncio.CancelledError:
+            if pipe.idle is not None and not pipe.in_flight:
+                # Cancelled between batches (aclose, or the loop shutting down): nothing
+                # to fail; aclose disconnects, a dying loop takes the socket with it.
+                if self._pipe is pipe:
+                    self._pipe = None
+            else:
+                self._broken(pipe, asyncio.CancelledError())
+            raise
+        except BaseException as exc:  # the connection broke
             self._broken(pipe, exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
         finally:
-            pipe.reader = None
+            pipe.reader = pipe.idle = None
 
     def _broken(self, pipe: _Pipe, exc: BaseException) -> None:
         """Fail every batch in flight on ``pipe`` and drop its connection; the next
@@ -227,6 +303,8 @@ class ScriptBatcher:
             task = asyncio.get_running_loop().create_task(pipe.conn.disconnect())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
+        if pipe.idle is not None and not pipe.idle.done():  # an idle reader: let it end
+            pipe.idle.set_exception(ConnectionError("the connection was dropped"))
         while pipe.in_flight:
             entry = pipe.in_flight.popleft()
             if entry is not None:
@@ -238,12 +316,13 @@ class _Pipe:
     """One connection and the batches in flight on it, in the order Redis answers
     them (None stands for the reply of a SCRIPT LOAD)."""
 
-    __slots__ = ("conn", "in_flight", "load_script", "read_timeout", "reader")
+    __slots__ = ("conn", "idle", "in_flight", "load_script", "read_timeout", "reader")
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.in_flight: deque[_Batch | None] = deque()
-        self.reader: asyncio.Task[None] | None = None  # reads while batches are in flight
+        self.reader: asyncio.Task[None] | None = None  # reads replies while connected
+        self.idle: asyncio.Future[None] | None = None  # the reader waits for a batch
         self.load_script = True
         self.read_timeout: float | None = None  # the client's socket timeout
 

@@ -14,7 +14,7 @@ from bus.router import Subscription
 from schemas.envelope import Event
 
 
-@dataclass
+@dataclass(slots=True)
 class Processing:
     """Everything known about one delivery while it is processed."""
 

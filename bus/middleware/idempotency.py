@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from bus.errors import EffectFailed, InboxUnavailable
 from bus.inbox import AlreadyDone, Busy, Claimed, Inbox, LeaseLost
@@ -44,23 +45,36 @@ class IdempotencyMiddleware(Middleware):
         # remaining lease: a redelivery that raced its predecessor's release runs soon.
         self.max_defer = max_defer
 
-    async def _hold(self, p: Processing, what: str, op):  # type: ignore[no-untyped-def]
+    async def _hold(
+        self,
+        p: Processing,
+        what: str,
+        op: Callable[[], Awaitable[Any]],
+        started: float,
+        exc: InboxUnavailable,
+    ) -> Any:
+        """Retry ``op`` with backoff after it failed with ``exc`` (Redis unavailable)
+        until it succeeds; re-raise once the worker is stopping."""
         delay = 0.05
-        started = time.perf_counter()
         while True:
+            if p.stopping.is_set():
+                raise exc
+            log.warning(
+                "%s: Redis unavailable (%s); holding delivery, retry in %.2fs", what, exc, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(self.max_backoff, delay * 2)
             try:
                 result = await op()
-                if self.waits is not None:
-                    self.waits(what, time.perf_counter() - started)
-                return result
-            except InboxUnavailable as exc:
-                if p.stopping.is_set():
-                    raise
-                log.warning(
-                    "%s: Redis unavailable (%s); holding delivery, retry in %.2fs", what, exc, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(self.max_backoff, delay * 2)
+            except InboxUnavailable as again:
+                exc = again
+                continue
+            self._waited(what, started)
+            return result
+
+    def _waited(self, what: str, started: float) -> None:
+        if self.waits is not None:
+            self.waits(what, time.perf_counter() - started)
 
     async def on_stop(self) -> None:
         await self.inbox.aclose()
@@ -68,10 +82,17 @@ class IdempotencyMiddleware(Middleware):
     async def before_process(self, p: Processing) -> Outcome | None:
         assert p.event is not None
         name, event_id = p.subscription.name, p.event.id
+        started = time.perf_counter()
         try:
-            result = await self._hold(p, "claim", lambda: self.inbox.claim(name, event_id))
-        except InboxUnavailable:
-            return Requeue("idempotency store unavailable at shutdown")
+            result = await self.inbox.claim(name, event_id)  # the common case: one try
+            self._waited("claim", started)
+        except InboxUnavailable as exc:
+            try:
+                result = await self._hold(
+                    p, "claim", lambda: self.inbox.claim(name, event_id), started, exc
+                )
+            except InboxUnavailable:
+                return Requeue("idempotency store unavailable at shutdown")
         if isinstance(result, AlreadyDone):
             return Done(duplicate=True)
         if isinstance(result, Busy):
@@ -91,10 +112,19 @@ class IdempotencyMiddleware(Middleware):
         if isinstance(outcome, Done):
             effects = p.ctx.effects if p.ctx is not None else []
             event_id = p.event.id if p.event is not None else None
+            started = time.perf_counter()
             try:
-                await self._hold(
-                    p, "complete", lambda: self.inbox.complete(claim, effects, event_id=event_id)
-                )
+                try:
+                    await self.inbox.complete(claim, effects, event_id=event_id)
+                    self._waited("complete", started)
+                except InboxUnavailable as exc:
+                    await self._hold(
+                        p,
+                        "complete",
+                        lambda: self.inbox.complete(claim, effects, event_id=event_id),
+                        started,
+                        exc,
+                    )
             except EffectFailed as exc:
                 # Nothing of the commit was written: a failed attempt like a handler
                 # error (retry policy, then dead letter with this reason).

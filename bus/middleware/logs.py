@@ -73,6 +73,8 @@ class LoggingMiddleware(Middleware):
 
     @staticmethod
     def _log(p: Processing, outcome: Outcome) -> None:
+        if type(outcome) is Done and not log.isEnabledFor(logging.DEBUG):
+            return  # the common case logs nothing: no line is built
         ms = (time.perf_counter() - p.started) * 1000
         ev = p.event
         where = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -50,19 +51,50 @@ class MetricsMiddleware(Middleware):
             ["subscription"],
             registry=registry,
         )
+        self._series: dict[str, _SubscriptionSeries] = {}
+
+    def _children(self, sub: str) -> _SubscriptionSeries:
+        # labels() costs a lock and a dict lookup per call: resolved once per subscription.
+        series = self._series.get(sub)
+        if series is None:
+            series = self._series[sub] = _SubscriptionSeries(self, sub)
+        return series
 
     async def before_process(self, p: Processing) -> Outcome | None:
-        self.in_flight.labels(p.subscription.name).inc()
+        self._children(p.subscription.name).in_flight.inc()
         p.state["metrics_in"] = True
         return None
 
     async def after_process(self, p: Processing, outcome: Outcome) -> Outcome:
-        sub = p.subscription.name
+        series = self._children(p.subscription.name)
         if p.state.pop("metrics_in", False):
-            self.in_flight.labels(sub).dec()
-        self.processed.labels(sub, outcome_label(outcome)).inc()
-        self.duration.labels(sub).observe(time.perf_counter() - p.started)
+            series.in_flight.dec()
+        series.processed(outcome).inc()
+        series.duration.observe(time.perf_counter() - p.started)
         return outcome
+
+
+class _SubscriptionSeries:
+    """One subscription's children of the consumer metrics."""
+
+    __slots__ = ("_metrics", "_processed", "_sub", "duration", "in_flight")
+
+    def __init__(self, metrics: MetricsMiddleware, sub: str) -> None:
+        self._metrics = metrics
+        self._sub = sub
+        self.in_flight = metrics.in_flight.labels(sub)
+        self.duration = metrics.duration.labels(sub)
+        self._processed: dict[tuple[type, bool], Any] = {}
+
+    def processed(self, outcome: Outcome) -> Any:
+        """The ``processed`` counter child of this outcome's label."""
+        key = (type(outcome), bool(getattr(outcome, "duplicate", False)))
+        child = self._processed.get(key)
+        if child is None:
+            child = self._processed[key] = self._metrics.processed.labels(
+                self._sub, outcome_label(outcome)
+            )
+        return child
 
 
 class InboxWaits:

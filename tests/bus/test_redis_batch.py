@@ -15,15 +15,15 @@ from bus.redis_batch import LuaOp, ScriptBatcher, _Pipe
 
 
 def counting(batcher: ScriptBatcher) -> list[int]:
-    """Record the size of every batch sent."""
+    """Record the size of every batch sent (by the writer task or the direct write)."""
     sizes: list[int] = []
-    real = batcher._send
+    real = batcher._packed
 
-    async def send(pipe, batch):  # type: ignore[no-untyped-def]
+    def packed(batch):  # type: ignore[no-untyped-def]
         sizes.append(len(batch.calls))
-        await real(pipe, batch)
+        return real(batch)
 
-    batcher._send = send  # type: ignore[method-assign]
+    batcher._packed = packed  # type: ignore[method-assign]
     return sizes
 
 
