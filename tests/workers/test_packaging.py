@@ -19,7 +19,8 @@ import pytest
 from tools.extras import EXTRAS, MODULE_EXTRAS
 
 ROOT = Path(__file__).parents[2]
-PACKAGES = {"schemas", "bus", "tools", "flows", "handlers", "workers", "gateway"}
+# The owner's top-level packages and the one public import place for handler authors.
+PACKAGES = {"schemas", "bus", "tools", "flows", "handlers", "workers", "gateway", "codebus"}
 OPTIONAL = {"fakeredis", "aiodocker", "docker", "kubernetes-asyncio", "aiobotocore", "semver"}
 
 pytestmark = pytest.mark.timeout(180)
