@@ -225,7 +225,8 @@ class RabbitBroker:
                 raise  # the same credentials on every node: no point trying the next
             except _CONNECTION_ERRORS as exc:
                 last = exc
-                log.warning("RabbitMQ at %s: %s", safe_url(order[0]), describe(exc))
+                if len(self.urls) > 1:
+                    log.warning("RabbitMQ at %s: %s", safe_url(order[0]), describe(exc))
                 await conn.close()
         assert last is not None
         raise last

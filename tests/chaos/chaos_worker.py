@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from bus.inbox import Inbox
 from bus.middleware import IdempotencyMiddleware, RetriesMiddleware
 from bus.rabbitmq import RabbitBroker
+from bus.redis_conn import redis_client
 from bus.retry import RetryPolicy
 from bus.router import Router
 from bus.runtime import Worker
@@ -67,7 +68,7 @@ async def main(amqp_url: str, redis_url: str, prefix: str, port: str, concurrenc
     names = Names(prefix=prefix)
     # Short socket timeouts: a hung (SIGSTOPped) Redis fails commands, and the inbox
     # holds its deliveries, instead of waiting for ever.
-    redis = aioredis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    redis = redis_client(redis_url, socket_timeout=2, socket_connect_timeout=2)
     broker = RabbitBroker(
         amqp_url, names=names, connection_name=f"chaos-{prefix}", reconnect_interval=0.5
     )
