@@ -47,7 +47,7 @@ async def record(payload: DeploymentRequested, ctx) -> None:
     names: Names = ctx.deps["names"]
     redis: aioredis.Redis = ctx.deps["redis"]
     event_id = ctx.event.id
-    claim = await redis.get(names.inbox_key(SUBSCRIPTION, event_id))
+    claim: bytes | None = await redis.get(names.inbox_key(SUBSCRIPTION, event_id))
     if claim is None or not claim.startswith(b"run:"):
         await redis.hincrby(key(names, "noclaim"), event_id, 1)
     await redis.hincrby(key(names, "runs"), event_id, 1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +68,7 @@ async def run_under_fault(
     redis: Any,
     names: Names,
     workers: Sequence[ChaosWorker],
-    fault: Callable[[], Awaitable[None]],
+    fault: Callable[[], Coroutine[Any, Any, None]],
     *,
     total: int,
     fault_after: int,
