@@ -12,7 +12,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from bus.errors import BrokerUnavailable, PublishOutcomeUnknown
+from bus.errors import BrokerUnavailable, PublishNacked, PublishOutcomeUnknown
 from bus.rabbitmq import RabbitBroker
 from schemas.envelope import new_event
 from schemas.names import Names
@@ -27,6 +27,7 @@ class Outcome:
     confirmed: list[str] = field(default_factory=list)
     unknown: int = 0  # publishes whose confirm never came (retried with the same id)
     not_sent: int = 0
+    nacked: int = 0  # the broker refused it (a quorum queue without a leader): resent
     lost: int = 0
     twice: int = 0
     reruns: int = 0  # handler ran again for an event (not applied again)
@@ -40,7 +41,7 @@ class Outcome:
         return (
             f"confirmed={len(self.confirmed)} lost={self.lost} applied_twice={self.twice} "
             f"reruns={self.reruns} runs_without_claim={self.noclaim} "
-            f"outcome_unknown={self.unknown} not_sent={self.not_sent} "
+            f"outcome_unknown={self.unknown} not_sent={self.not_sent} nacked={self.nacked} "
             f"max_stall={self.max_stall:.1f}s drained_after_fault={self.drained_after:.1f}s "
             f"workers_ready={self.workers_ready}"
             + (f" publisher_error={self.publisher_error}" if self.publisher_error else "")
@@ -59,6 +60,8 @@ async def _publish_all(broker: RabbitBroker, total: int, out: Outcome, pace: flo
                 out.unknown += 1  # may be queued already: the inbox drops a second copy
             except BrokerUnavailable:
                 out.not_sent += 1
+            except PublishNacked:
+                out.nacked += 1
             await asyncio.sleep(0.2)
         await asyncio.sleep(pace)
 

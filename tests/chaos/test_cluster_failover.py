@@ -149,7 +149,7 @@ async def test_b_graceful_stop_and_start_of_nodes(cluster: RabbitCluster, names,
         f"cycles={len(restarts)} (rabbitmqctl stop + restart, nodes 0,1,2,0,1) "
         f"restart_max={max(restarts, default=0):.1f}s {out.line()}"
     )
-    reports.report("cluster b graceful stop/start", figures)
+    reports.report("cluster b graceful stop-start", figures)
     _check(out, codes, figures)
     assert len(restarts) == STOP_CYCLES, figures
 
