@@ -25,7 +25,7 @@ from tests import reports
 from tests.chaos.chaos_worker import SUBSCRIPTION
 from tests.chaos.cluster_services import RabbitCluster
 from tests.chaos.load_under_fault import Outcome, run_under_fault
-from tests.chaos.services import ChaosWorker
+from tests.chaos.services import ChaosWorker, PrivateRabbit
 from tests.conftest import REDIS_URL, require_service
 
 pytestmark = pytest.mark.timeout(420)
@@ -90,6 +90,12 @@ async def _teardown(broker: RabbitBroker, workers: list[ChaosWorker]) -> list[in
     return codes
 
 
+def _worker_connections(nodes: list[PrivateRabbit], names: Names) -> int:
+    """Chaos worker connections (``chaos-<prefix>``) open on ``nodes``."""
+    tag = f"chaos-{names.prefix}"
+    return sum(n.ctl("list_connections", "client_properties").count(tag) for n in nodes)
+
+
 def _check(out: Outcome, codes: list[int | None], figures: str) -> None:
     assert not out.publisher_error, figures
     assert out.lost == 0 and out.twice == 0 and out.noclaim == 0, figures
@@ -102,10 +108,19 @@ async def test_a_kill_the_quorum_leader_under_load(cluster: RabbitCluster, names
     victim = cluster.nodes[1]
     queue = names.subscription_queue(SUBSCRIPTION)
     new_leader: list[str] = []
+    moved: list[float] = []
 
     async def fault() -> None:
+        killed = time.monotonic()
         await asyncio.to_thread(victim.kill)
-        await asyncio.sleep(3)
+        # The victim's worker reconnects to the next URL: all three workers' connections
+        # are on the surviving nodes while the victim is still down.
+        survivors = [n for n in cluster.nodes if n is not victim]
+        while time.monotonic() - killed < 20:
+            if await asyncio.to_thread(_worker_connections, survivors, names) == len(workers):
+                moved.append(time.monotonic() - killed)
+                break
+            await asyncio.sleep(0.5)
         led = await asyncio.to_thread(cluster.leader, queue, cluster.nodes[0])
         new_leader.append(led.node)
         await asyncio.to_thread(victim.start)  # back on its state, rejoins the cluster
@@ -116,10 +131,14 @@ async def test_a_kill_the_quorum_leader_under_load(cluster: RabbitCluster, names
         )
     finally:
         codes = await _teardown(broker, workers)
-    figures = f"events={KILL_EVENTS} {out.line()} new_leader_elected={bool(new_leader)}"
+    figures = (
+        f"events={KILL_EVENTS} {out.line()} new_leader_elected={bool(new_leader)} "
+        f"victim_worker_on_next_node_after={moved[0] if moved else -1:.1f}s"
+    )
     reports.report("cluster a kill -9 quorum leader", figures)
     _check(out, codes, figures)
     assert new_leader and new_leader[0] != victim.node, figures
+    assert moved, f"a worker stayed off the cluster while its node was down; {figures}"
 
 
 async def test_b_graceful_stop_and_start_of_nodes(cluster: RabbitCluster, names, redis, tmp_path):
