@@ -23,6 +23,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import aio_pika
+
 from bench.private_services import private_services
 from bus.rabbitmq import RabbitBroker
 from bus.redis_conn import redis_client
@@ -42,18 +44,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def find_pid(*needles: str) -> int:
-    """The pid of the process whose command line contains every needle."""
+def listening_pid(port: int) -> int:
+    """The pid of the process listening on loopback TCP ``port`` (from /proc)."""
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+            inode = fields[9]
+    if inode is None:
+        raise RuntimeError(f"nothing listens on {port}")
+    target = f"socket:[{inode}]"
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if any(os.readlink(fd) == target for fd in (entry / "fd").iterdir()):
+                return int(entry.name)
         except OSError:
             continue
-        if all(n in cmd for n in needles):
-            return int(entry.name)
-    raise RuntimeError(f"no process matches {needles}")
+    raise RuntimeError(f"no process owns the listener on {port}")
 
 
 @dataclass
@@ -92,6 +101,22 @@ async def drop(amqp: str, names: Names, queue: str, redis_url: str) -> None:
     await redis.aclose()
 
 
+async def depth(amqp: str, queue: str) -> int:
+    """Ready messages of ``queue``, from a fresh connection: a passive declare repeated
+    on one long-lived channel kept answering the first count (aio-pika 10.2)."""
+    conn = await aio_pika.connect(amqp)
+    try:
+        ch = await conn.channel()
+        q = await ch.declare_queue(queue, passive=True)
+        return int(q.declaration_result.message_count or 0)
+    finally:
+        await conn.close()
+
+
+def step(what: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
+
+
 def spawn(kind: str, *args: object) -> subprocess.Popen[str]:
     """One bench.scaleout_worker process (it prints ``ready`` once connected)."""
     return subprocess.Popen(
@@ -109,24 +134,28 @@ async def one_run(
     names = Names(prefix=f"scale{uuid.uuid4().hex[:8]}")
     queue = names.subscription_queue("bench")
     await prefill(amqp, names, queue, n)
+    step(f"{kind} x{procs}: {n} messages queued")
     workers = [spawn(kind, amqp, redis_url, names.prefix, queue, prefetch) for _ in range(procs)]
     for w in workers:
         assert w.stdout is not None and w.stdout.readline().strip() == "ready"
     watched = {"broker": [pids["broker"]], "redis": [pids["redis"]], "workers": []}
     watched["workers"] = [w.pid for w in workers]
     cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in watched.items()}
-    t0, wall0 = time.time(), time.monotonic()
+    t0 = time.time()
     for w in workers:
         assert w.stdin is not None
         w.stdin.write("go\n")
         w.stdin.flush()
     broker = RabbitBroker(amqp, names=names)
     await broker.connect()
-    while await broker.depth(queue) > 0:
+    step(f"{kind} x{procs}: started")
+    while (left := await asyncio.wait_for(depth(amqp, queue), 10)) > 0:
+        if os.environ.get("SCALEOUT_DEBUG"):
+            step(f"{left} left")
         await asyncio.sleep(0.05)
-    await asyncio.sleep(1.0)  # the last prefetched batches settle
+    step(f"{kind} x{procs}: queue empty")
+    await asyncio.sleep(0.3)  # the last prefetched deliveries settle
     cpu1 = {k: sum(cpu_seconds(p) for p in v) for k, v in watched.items()}
-    wall = time.monotonic() - wall0
     await broker.close()
     total, last = 0, t0
     for w in workers:
@@ -137,7 +166,7 @@ async def one_run(
     await drop(amqp, names, queue, redis_url)
     if total != n:
         raise RuntimeError(f"{kind} x{procs}: settled {total} of {n}")
-    cores = {k: (cpu1[k] - cpu0[k]) / wall for k in watched}
+    cores = {k: (cpu1[k] - cpu0[k]) / (last - t0) for k in watched}  # over the drain
     return Result(kind, procs, n / (last - t0), cores["broker"], cores["redis"], cores["workers"])
 
 
@@ -151,8 +180,8 @@ async def main() -> None:
     with private_services() as svc:
         port = svc.amqp_url.rsplit(":", 1)[1].strip("/")
         pids = {
-            "broker": find_pid("beam.smp", f"bench{os.getpid()}@localhost"),
-            "redis": find_pid("redis-server", svc.redis_url.split("//")[1].split("/")[0]),
+            "broker": listening_pid(int(port)),
+            "redis": listening_pid(int(svc.redis_url.rsplit(":", 1)[1].split("/")[0])),
         }
         print(f"# private RabbitMQ (:{port}) and Redis; {os.cpu_count()} CPUs; "
               f"{args.messages} messages per run, prefetch {args.prefetch}")  # fmt: skip
