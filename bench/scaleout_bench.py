@@ -73,6 +73,9 @@ class Result:
     broker_cores: float
     redis_cores: float
     worker_cores: float
+    broker_us: float  # CPU microseconds per message
+    redis_us: float
+    worker_us: float
 
 
 async def prefill(amqp: str, names: Names, queue: str, n: int) -> None:
@@ -146,17 +149,14 @@ async def one_run(
         assert w.stdin is not None
         w.stdin.write("go\n")
         w.stdin.flush()
-    broker = RabbitBroker(amqp, names=names)
-    await broker.connect()
     step(f"{kind} x{procs}: started")
     while (left := await asyncio.wait_for(depth(amqp, queue), 10)) > 0:
         if os.environ.get("SCALEOUT_DEBUG"):
             step(f"{left} left")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
     step(f"{kind} x{procs}: queue empty")
     await asyncio.sleep(0.3)  # the last prefetched deliveries settle
     cpu1 = {k: sum(cpu_seconds(p) for p in v) for k, v in watched.items()}
-    await broker.close()
     total, last = 0, t0
     for w in workers:
         w.terminate()
@@ -166,8 +166,20 @@ async def one_run(
     await drop(amqp, names, queue, redis_url)
     if total != n:
         raise RuntimeError(f"{kind} x{procs}: settled {total} of {n}")
-    cores = {k: (cpu1[k] - cpu0[k]) / (last - t0) for k in watched}  # over the drain
-    return Result(kind, procs, n / (last - t0), cores["broker"], cores["redis"], cores["workers"])
+    used = {k: cpu1[k] - cpu0[k] for k in watched}
+    cores = {k: used[k] / (last - t0) for k in watched}  # over the drain
+    us = {k: used[k] / n * 1e6 for k in watched}
+    return Result(
+        kind,
+        procs,
+        n / (last - t0),
+        cores["broker"],
+        cores["redis"],
+        cores["workers"],
+        us["broker"],
+        us["redis"],
+        us["workers"],
+    )
 
 
 async def main() -> None:
@@ -184,7 +196,8 @@ async def main() -> None:
             "redis": listening_pid(int(svc.redis_url.rsplit(":", 1)[1].split("/")[0])),
         }
         print(f"# private RabbitMQ (:{port}) and Redis; {os.cpu_count()} CPUs; "
-              f"{args.messages} messages per run, prefetch {args.prefetch}")  # fmt: skip
+              f"{args.messages} messages per run, prefetch {args.prefetch}; "
+              f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
         results: list[Result] = []
         for procs in counts:
             for kind in ("raw", "codebus"):
@@ -194,7 +207,9 @@ async def main() -> None:
                 results.append(r)
                 print(
                     f"{kind:8s} x{procs}: {r.rate:8.0f} msg/s  cores: broker {r.broker_cores:.2f}"
-                    f"  redis {r.redis_cores:.2f}  workers {r.worker_cores:.2f}",
+                    f"  redis {r.redis_cores:.2f}  workers {r.worker_cores:.2f}"
+                    f"  | CPU us/msg: broker {r.broker_us:.0f}  redis {r.redis_us:.0f}"
+                    f"  workers {r.worker_us:.0f}",
                     flush=True,
                 )
         print("\nprocs | raw msg/s | codebus msg/s | codebus/raw | codebus scaling vs x1")
