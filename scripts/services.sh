@@ -36,6 +36,8 @@ install() {
     # The shell tool's attack table runs the real git and make (tests/security/).
     command -v git >/dev/null || missing+=(git)
     command -v make >/dev/null || missing+=(make)
+    # The cluster chaos test partitions a private node with iptables (tests/chaos/).
+    command -v iptables >/dev/null || missing+=(iptables)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
         apt-get update -qq
