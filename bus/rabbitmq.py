@@ -468,7 +468,9 @@ class RabbitBroker:
         """Ready messages per queue.declare. On RabbitMQ 3.10 quorum queues this leaves out
         messages that were returned (nacked or requeued) and not yet redelivered."""
         ch = self._require(self._admin)
-        q = await ch.declare_queue(queue, passive=True)
+        # robust=False: aio-pika's robust channel answers a repeated passive declare of a
+        # queue it keeps for restoring from its cache, with the FIRST call's count.
+        q = await ch.declare_queue(queue, passive=True, robust=False)
         return int(q.declaration_result.message_count or 0)
 
     async def delete_topology(self, queues: Sequence[str] = ()) -> None:

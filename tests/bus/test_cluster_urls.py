@@ -4,11 +4,14 @@ Cluster. The cluster and Sentinel failovers themselves are in tests/chaos/."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bus.rabbitmq import RabbitBroker, safe_url
 from bus.rabbitmq_urls import parse_amqp_urls, rotations
 from bus.redis_conn import CLUSTER_REFUSED, RedisUnavailable, connect_redis, parse_redis_url
+from schemas.envelope import new_event
 from tests.conftest import AMQP_URL, REDIS_URL
 from tests.helpers import free_port
 from workers.settings import ConfigError, load_settings
@@ -81,3 +84,29 @@ async def test_a_cluster_node_is_refused_and_a_dead_sentinel_is_unavailable():
     assert "hash slots" in CLUSTER_REFUSED
     with pytest.raises(RedisUnavailable, match="cannot reach Redis at redis\\+sentinel://"):
         await connect_redis(f"redis+sentinel://127.0.0.1:{free_port()}/mymaster/0")
+
+
+async def test_depth_is_current_on_every_call(names):
+    # aio-pika's robust channel cached the first passive declare: depth stayed at 5.
+    broker = RabbitBroker(AMQP_URL, names=names)
+    await broker.connect()
+    queue = names.subscription_queue("depth")
+    try:
+        await broker.declare_queue(queue, ["deployment.requested"])
+        for i in range(3):
+            await broker.publish(new_event("deployment.requested", {"app": "a", "version": str(i)}))
+        await eventually_async(lambda: broker.depth(queue), 3)
+        delivery = await broker.get(queue)
+        assert delivery is not None
+        await delivery.ack()
+        await eventually_async(lambda: broker.depth(queue), 2)
+    finally:
+        await broker.delete_topology([queue])
+        await broker.close()
+
+
+async def eventually_async(read, expected: int, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (value := await read()) != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"depth {value}, expected {expected}"
+        await asyncio.sleep(0.1)
