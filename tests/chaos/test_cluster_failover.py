@@ -103,6 +103,24 @@ def _check(out: Outcome, codes: list[int | None], figures: str) -> None:
     assert codes == [0] * len(codes), f"worker exit codes {codes}; {figures}"
 
 
+async def test_0_quorum_initial_group_size_is_applied(cluster: RabbitCluster, names):
+    broker = RabbitBroker(cluster.url_list(), names=names, quorum_initial_group_size=2)
+    await broker.connect()
+    queue = names.subscription_queue("sized")
+    try:
+        await broker.declare_queue(queue, ["deployment.requested"])
+        out = await asyncio.to_thread(
+            cluster.nodes[0].ctl, "list_queues", "name", "members", "--no-table-headers"
+        )
+        line = next(row for row in out.splitlines() if row.split()[0] == queue)
+        assert line.count("@localhost") == 2, line  # two replicas, not all three nodes
+        dead = next(row for row in out.splitlines() if row.split()[0] == names.dead_letter_queue)
+        assert dead.count("@localhost") == 2, dead
+    finally:
+        await broker.delete_topology([queue])
+        await broker.close()
+
+
 async def test_a_kill_the_quorum_leader_under_load(cluster: RabbitCluster, names, redis, tmp_path):
     broker, workers = await _setup(cluster, names, tmp_path, leader=1)
     victim = cluster.nodes[1]
