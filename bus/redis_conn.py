@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 __all__ = [
     "RedisTarget",
@@ -168,10 +168,13 @@ async def connect_redis(url: str, **options: Any) -> aioredis.Redis:
         raise RedisUnavailable(f"CODEBUS_REDIS_URL: {exc}") from None
     try:
         await client.ping()
-        info = await client.info("cluster")
     except (RedisError, OSError) as exc:
         await client.aclose()
         raise RedisUnavailable(f"cannot reach Redis at {safe_redis_url(url)}: {exc}") from exc
+    try:
+        info = await client.info("cluster")
+    except ResponseError:
+        info = {}  # INFO not allowed to this user (ACL): the URL form was checked already
     if info.get("cluster_enabled") in (1, "1"):
         await client.aclose()
         raise RedisUnavailable(
