@@ -5,6 +5,8 @@ Cluster. The cluster and Sentinel failovers themselves are in tests/chaos/."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -110,3 +112,35 @@ async def eventually_async(read, expected: int, timeout: float = 10.0) -> None:
     while (value := await read()) != expected:
         assert asyncio.get_running_loop().time() < deadline, f"depth {value}, expected {expected}"
         await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+def cluster_node(tmp_path) -> Iterator[int]:
+    """A redis-server with cluster mode on (no cluster formed: INFO says enabled)."""
+    port = free_port()
+    node = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--cluster-enabled", "yes", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield port
+    finally:
+        node.kill()
+        node.wait()
+
+
+async def test_a_plain_url_to_a_cluster_node_is_refused(cluster_node: int):
+    url = f"redis://127.0.0.1:{cluster_node}/0"
+    for _ in range(100):
+        try:
+            client = await connect_redis(url)
+        except RedisUnavailable as exc:
+            if "is a cluster node" in str(exc):
+                assert "Redis Cluster is not supported" in str(exc)
+                return
+            await asyncio.sleep(0.1)  # not listening yet
+        else:
+            await client.aclose()
+            pytest.fail("a cluster node was accepted")
+    pytest.fail("the cluster node never answered")
