@@ -45,6 +45,7 @@ from bus.errors import (
 )
 from bus.matching import validate_pattern
 from bus.rabbitmq_delivery import AckTracker, LeanQueue
+from bus.rabbitmq_urls import MultiNodeConnection, parse_amqp_urls, rotations
 from schemas.envelope import Event
 from schemas.names import (
     DEFAULT_NAMES,
@@ -93,7 +94,11 @@ DEAD_LETTER_DELIVERY_LIMIT = 2**31 - 1
 
 
 def safe_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
+    """The URL (or comma-separated URLs) without passwords, for messages and logs."""
+    return ",".join(_safe_one(u.strip()) for u in url.split(","))
+
+
+def _safe_one(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or "?"
     port = f":{parts.port}" if parts.port else ""
@@ -152,8 +157,13 @@ class RabbitBroker:
         publish_timeout: float = 15.0,
         connection_name: str = "codebus",
         reconnect_interval: float = 2.0,
+        shuffle_urls: bool = False,
+        quorum_initial_group_size: int | None = None,
     ) -> None:
         self.url = url
+        self.urls = parse_amqp_urls(url)
+        self.shuffle_urls = shuffle_urls
+        self.quorum_initial_group_size = quorum_initial_group_size
         self.names = names
         self.queue_type = queue_type
         self.delivery_limit = delivery_limit
@@ -175,13 +185,7 @@ class RabbitBroker:
         """Connect, open the publishing channel (confirms on) and declare the fixed
         topology. Raises :class:`BrokerUnavailable` with a one-line reason."""
         try:
-            self._conn = await aio_pika.connect_robust(
-                self.url,
-                timeout=self.connect_timeout,
-                heartbeat=self.heartbeat,
-                reconnect_interval=self.reconnect_interval,
-                client_properties={"connection_name": self.connection_name},
-            )
+            self._conn = await self._connect_first()
             self._pub = await self._conn.channel(publisher_confirms=True, on_return_raises=True)
             self._admin = await self._conn.channel(publisher_confirms=False)
             await self._declare_fixed(self._pub)
@@ -193,7 +197,7 @@ class RabbitBroker:
         except aiormq.exceptions.InvalidFrameError as exc:
             # The broker answers Connection.Open with Connection.Close when the vhost does
             # not exist or the user may not use it; aiormq drops the reply text.
-            vhost = unquote(urlsplit(self.url).path[1:]) or "/"
+            vhost = unquote(urlsplit(self.urls[0]).path[1:]) or "/"
             raise BrokerUnavailable(
                 f"RabbitMQ at {safe_url(self.url)} refused to open vhost {vhost!r}: it does"
                 " not exist or the user has no permission on it (check CODEBUS_AMQP_URL)"
@@ -202,6 +206,38 @@ class RabbitBroker:
             raise BrokerUnavailable(
                 f"cannot reach RabbitMQ at {safe_url(self.url)}: {describe(exc)}"
             ) from exc
+
+    async def _connect_first(self) -> AbstractRobustConnection:
+        """A robust connection to the first node (in order, or shuffled) that accepts
+        one; the last node's error when none does."""
+        last: BaseException | None = None
+        for order in rotations(self.urls, shuffle=self.shuffle_urls):
+            conn = MultiNodeConnection(
+                order,
+                heartbeat=self.heartbeat,
+                reconnect_interval=self.reconnect_interval,
+                client_properties={"connection_name": self.connection_name},
+            )
+            try:
+                await conn.connect(timeout=self.connect_timeout)
+                return conn
+            except aiormq.exceptions.ProbableAuthenticationError:
+                raise  # the same credentials on every node: no point trying the next
+            except _CONNECTION_ERRORS as exc:
+                last = exc
+                if len(self.urls) > 1:
+                    log.warning("RabbitMQ at %s: %s", safe_url(order[0]), describe(exc))
+                await conn.close()
+        assert last is not None
+        raise last
+
+    @property
+    def node_url(self) -> str:
+        """The URL (without password) of the node the connection is on."""
+        conn = self._conn
+        if isinstance(conn, MultiNodeConnection):
+            return safe_url(str(conn.node_url))
+        return safe_url(self.urls[0])
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -249,6 +285,8 @@ class RabbitBroker:
             args["x-dead-letter-exchange"] = dead_letter_exchange
         if self.queue_type == "quorum":
             args["x-queue-type"] = "quorum"
+            if self.quorum_initial_group_size is not None:
+                args["x-quorum-initial-group-size"] = self.quorum_initial_group_size
             if dead_letter_exchange:
                 # at-least-once dead-lettering needs reject-publish overflow.
                 args["x-dead-letter-strategy"] = "at-least-once"
@@ -430,7 +468,9 @@ class RabbitBroker:
         """Ready messages per queue.declare. On RabbitMQ 3.10 quorum queues this leaves out
         messages that were returned (nacked or requeued) and not yet redelivered."""
         ch = self._require(self._admin)
-        q = await ch.declare_queue(queue, passive=True)
+        # robust=False: aio-pika's robust channel answers a repeated passive declare of a
+        # queue it keeps for restoring from its cache, with the FIRST call's count.
+        q = await ch.declare_queue(queue, passive=True, robust=False)
         return int(q.declaration_result.message_count or 0)
 
     async def delete_topology(self, queues: Sequence[str] = ()) -> None:

@@ -37,6 +37,8 @@ install() {
     command -v git >/dev/null || missing+=(git)
     command -v make >/dev/null || missing+=(make)
     command -v chromium >/dev/null || missing+=(chromium)  # console browser tests
+    # The cluster chaos test partitions a private node with iptables (tests/chaos/).
+    command -v iptables >/dev/null || missing+=(iptables)
     if [ ${#missing[@]} -gt 0 ]; then
         log "installing ${missing[*]}"
         apt-get update -qq

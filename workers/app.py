@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from prometheus_client import (
@@ -15,8 +14,8 @@ from prometheus_client import (
     PROCESS_COLLECTOR,
     CollectorRegistry,
 )
-from redis.exceptions import RedisError
 
+from bus import redis_conn
 from bus.inbox_metrics import CountingInbox, InboxOutcomes
 from bus.middleware import (
     IdempotencyMiddleware,
@@ -42,40 +41,20 @@ from workers.units import Unit
 log = logging.getLogger("codebus.worker")
 
 
-class RedisUnavailable(ConnectionError):
-    """Redis cannot be reached; the message says where."""
-
-
 class PortUnavailable(OSError):
     """The health/metrics port cannot be bound (taken, or not allowed)."""
 
 
-def safe_redis_url(url: str) -> str:
-    """The Redis URL without credentials."""
-    p = urlsplit(url)
-    return f"{p.scheme}://{p.hostname or ''}{':' + str(p.port) if p.port else ''}{p.path}"
+RedisUnavailable = redis_conn.RedisUnavailable
 
-
-#: No codebus command blocks on the server, so a reply slower than this means a hung
-#: or half-open connection: the command fails (the inbox then holds its deliveries
-#: and retries) instead of waiting forever.
-REDIS_SOCKET_TIMEOUT = 10.0
+#: See bus.redis_conn (module-level here so tests can shorten it).
+REDIS_SOCKET_TIMEOUT = redis_conn.REDIS_SOCKET_TIMEOUT
 
 
 async def connect_redis(url: str) -> aioredis.Redis:
-    """A client that has answered PING; :class:`RedisUnavailable` otherwise."""
-    client = aioredis.Redis.from_url(
-        url,
-        socket_connect_timeout=5,
-        socket_timeout=REDIS_SOCKET_TIMEOUT,
-        health_check_interval=15,
-    )
-    try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
-        await client.aclose()
-        raise RedisUnavailable(f"cannot reach Redis at {safe_redis_url(url)}: {exc}") from exc
-    return client
+    """A client (plain or Sentinel, through :mod:`bus.redis_conn`) that has answered
+    PING; :class:`RedisUnavailable` otherwise."""
+    return await redis_conn.connect_redis(url, socket_timeout=REDIS_SOCKET_TIMEOUT)
 
 
 def make_broker(settings: Settings, connection_name: str = "codebus") -> RabbitBroker:
@@ -86,6 +65,8 @@ def make_broker(settings: Settings, connection_name: str = "codebus") -> RabbitB
         queue_type=settings.queue_type,
         delivery_limit=settings.delivery_limit,
         connection_name=connection_name,
+        shuffle_urls=settings.amqp_shuffle,
+        quorum_initial_group_size=settings.quorum_initial_group_size,
     )
 
 

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-import redis.asyncio as aioredis
+import redis.asyncio as aioredis  # noqa: F401 (annotations)
 from redis.exceptions import RedisError
 
 from bus.abc import Broker
+from bus.redis_conn import redis_client
 from gateway.app import create_app
 from gateway.config import ConfigError, load_config
 from gateway.server import GatewayServer
@@ -122,7 +123,7 @@ async def _run(
 
     broker = RabbitBroker(amqp_url, names=names)
     # Bounded waits: a stalled Redis must turn into a 503, not a hung request.
-    redis = aioredis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    redis = redis_client(redis_url, socket_timeout=5, socket_connect_timeout=5)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -234,7 +235,7 @@ def _line(r: DeliveryRecord) -> str:
 async def _recent(
     url: str, names: Names, limit: int, subscription: str | None, state: str | None
 ) -> list[DeliveryRecord]:
-    redis = aioredis.Redis.from_url(url)
+    redis = redis_client(url)
     try:
         return await DeliveryLog(redis, names).recent(limit, subscription=subscription, state=state)
     except (OSError, RedisError) as exc:

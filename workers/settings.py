@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bus.rabbitmq_urls import parse_amqp_urls
+from bus.redis_conn import parse_redis_url
 from schemas.errors import ConfigError
 from schemas.names import Names
 
@@ -25,8 +27,20 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CODEBUS_", extra="ignore", frozen=True)
 
-    amqp_url: str = Field("amqp://guest:guest@localhost:5672/", description="RabbitMQ URL")
-    redis_url: str = Field("redis://localhost:6379/0", description="Redis URL")
+    amqp_url: str = Field(
+        "amqp://guest:guest@localhost:5672/",
+        description="RabbitMQ URL, or the cluster's nodes as comma-separated URLs",
+    )
+    amqp_shuffle: bool = Field(
+        False, description="try the AMQP URLs in a random order (spreads replicas over nodes)"
+    )
+    quorum_initial_group_size: int | None = Field(
+        None, ge=1, le=99, description="replicas of each new quorum queue; unset = all nodes"
+    )
+    redis_url: str = Field(
+        "redis://localhost:6379/0",
+        description="Redis URL, or redis+sentinel://host:26379,host:26380/service/db",
+    )
     prefix: str = Field(
         "codebus",
         pattern=r"^[a-z][a-z0-9_-]{0,40}$",
@@ -68,15 +82,13 @@ class Settings(BaseSettings):
     @field_validator("amqp_url")
     @classmethod
     def _amqp_scheme(cls, v: str) -> str:
-        if not v.startswith(("amqp://", "amqps://")):
-            raise ValueError("must start with amqp:// or amqps://")
+        parse_amqp_urls(v)
         return v
 
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, v: str) -> str:
-        if not v.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        parse_redis_url(v)
         return v
 
     @property

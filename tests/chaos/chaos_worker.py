@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 from bus.inbox import Inbox
 from bus.middleware import IdempotencyMiddleware, RetriesMiddleware
 from bus.rabbitmq import RabbitBroker
+from bus.redis_conn import redis_client
 from bus.retry import RetryPolicy
 from bus.router import Router
 from bus.runtime import Worker
@@ -46,7 +47,7 @@ async def record(payload: DeploymentRequested, ctx) -> None:
     names: Names = ctx.deps["names"]
     redis: aioredis.Redis = ctx.deps["redis"]
     event_id = ctx.event.id
-    claim = await redis.get(names.inbox_key(SUBSCRIPTION, event_id))
+    claim: bytes | None = await redis.get(names.inbox_key(SUBSCRIPTION, event_id))
     if claim is None or not claim.startswith(b"run:"):
         await redis.hincrby(key(names, "noclaim"), event_id, 1)
     await redis.hincrby(key(names, "runs"), event_id, 1)
@@ -67,7 +68,7 @@ async def main(amqp_url: str, redis_url: str, prefix: str, port: str, concurrenc
     names = Names(prefix=prefix)
     # Short socket timeouts: a hung (SIGSTOPped) Redis fails commands, and the inbox
     # holds its deliveries, instead of waiting for ever.
-    redis = aioredis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    redis = redis_client(redis_url, socket_timeout=2, socket_connect_timeout=2)
     broker = RabbitBroker(
         amqp_url, names=names, connection_name=f"chaos-{prefix}", reconnect_interval=0.5
     )

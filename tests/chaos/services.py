@@ -32,10 +32,18 @@ class PrivateRabbit:
     """One RabbitMQ node of our own: ``start()``, ``kill()`` (SIGKILL of the Erlang VM),
     ``stop_app()`` / ``start_app()``, ``set_memory_alarm(on)``, ``ctl(...)`` and ``stop()``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        extra_conf: str = "",
+        advanced_config: str = RECOMMENDED_ADVANCED_CONFIG,
+        group: int | None = None,
+    ) -> None:
         self.root = root
         self.port = free_port()
         self.dist_port = free_port()
+        self.group = group  # run the node under this gid (iptables owner match)
         self.node = f"chaos{self.port}@localhost"
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -47,12 +55,12 @@ class PrivateRabbit:
             "disk_free_limit.absolute = 50MB\n"
             "heartbeat = 10\n"
             "log.console = false\n"
-            "log.file.level = warning\n"
+            "log.file.level = warning\n" + extra_conf
         )
         (root / "enabled_plugins").write_text("[].\n")
         # As docs/reliability.md recommends: the at-least-once dead-letter worker retries
         # parked messages after 5 s instead of 180 s.
-        (root / "advanced.config").write_text(RECOMMENDED_ADVANCED_CONFIG)
+        (root / "advanced.config").write_text(advanced_config)
 
     def env(self) -> dict[str, str]:
         """The environment the node and its CLI tools run with."""
@@ -103,6 +111,11 @@ class PrivateRabbit:
 
     def start(self, timeout: float = 90) -> None:
         """Boot the node (fresh or on its existing state) and wait until AMQP answers."""
+        self.boot()
+        self._wait(timeout)
+
+    def boot(self) -> None:
+        """Start the node's process without waiting (see :meth:`wait_up`)."""
         self.proc = subprocess.Popen(
             [str(RABBIT_BIN / "rabbitmq-server")],
             env=self.env(),
@@ -110,7 +123,11 @@ class PrivateRabbit:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            group=self.group,
         )
+
+    def wait_up(self, timeout: float = 90) -> None:
+        """Wait until AMQP answers (after :meth:`boot`)."""
         self._wait(timeout)
 
     def _wait(self, timeout: float) -> None:
