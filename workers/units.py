@@ -49,13 +49,17 @@ class Unit:
     patterns): its least-privilege role, checked by the toolbox's permission guard;
     ``()`` for none, ``None`` when undeclared (the tools file must then declare
     ``guards.roles.<name>``). ``deps``: a :data:`DepsFactory` (or its ``module:function``
-    reference) for what its handlers need beyond the toolbox, Redis and names."""
+    reference) for what its handlers need beyond the toolbox, Redis and names.
+    ``embedded_deps``: the factory used instead of ``deps`` when the unit runs in the
+    embedded system (in-memory broker, fakeredis, fake tools), for a unit whose ``deps``
+    reads files or services the embedded system does not have; None: ``deps`` there too."""
 
     name: str
     description: str
     routers: tuple[str | Router, ...]
     deps: str | DepsFactory | None = None
     tools: tuple[str, ...] | None = None
+    embedded_deps: str | DepsFactory | None = None
 
     def __post_init__(self) -> None:
         if not _UNIT_NAME.fullmatch(self.name):
@@ -78,12 +82,16 @@ class Unit:
                 raise ConfigError(f"unit {self.name!r}: {r!r} is not a codebus Router")
         return routers
 
-    def extra_deps(self, settings: Settings, redis: Any) -> dict[str, Any]:
+    def extra_deps(
+        self, settings: Settings, redis: Any, *, embedded: bool = False
+    ) -> dict[str, Any]:
         """The dependencies this unit needs beyond the toolbox (none for most): the
-        factory's dict, or ``{"unit_deps": obj}`` for a typed object."""
-        if self.deps is None:
+        factory's dict, or ``{"unit_deps": obj}`` for a typed object. ``embedded``: for
+        the embedded system (``embedded_deps`` when the unit declares one)."""
+        ref = self.embedded_deps if embedded and self.embedded_deps is not None else self.deps
+        if ref is None:
             return {}
-        factory: DepsFactory = _resolve(self.deps) if isinstance(self.deps, str) else self.deps
+        factory: DepsFactory = _resolve(ref) if isinstance(ref, str) else ref
         made = factory(settings, redis)
         return dict(made) if isinstance(made, dict) else {"unit_deps": made}
 
@@ -105,6 +113,7 @@ DEPLOY = Unit(
     "rolling, blue-green, canary; timers, commands, sweeps",
     ("handlers.deployment:router", "handlers.flows:router"),
     deps="workers.units:flow_deps",
+    embedded_deps="workers.unit_deps:embedded_flows",
     tools=(
         "docker.docker_build",
         "docker.docker_images",
@@ -132,6 +141,7 @@ WORKFLOWS = Unit(
     "pipelines and sagas declared in YAML: one step per delivery, compensations",
     ("handlers.workflows:router", "handlers.workflows_subflow:router"),
     deps="workers.units:workflow_deps",
+    embedded_deps="workers.unit_deps:embedded_flows",
     # What the guide's pipeline and saga steps call; a step calling anything
     # else fails with a permission error naming the tool.
     tools=(
@@ -163,6 +173,7 @@ WEBHOOKS = Unit(
     "signed outbound webhook delivery",
     ("handlers.webhooks:router",),
     deps="workers.unit_deps:webhooks",
+    embedded_deps="workers.unit_deps:embedded_webhooks",
     tools=(),
 )
 
