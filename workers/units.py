@@ -11,6 +11,7 @@ Routers are imported lazily so that a unit pulls in only what it runs.
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from schemas.events import EVENT_TYPES
 from workers.settings import ConfigError, Settings
 
 GROUP = "codebus.units"
+#: The deploy pipeline file that replaces the shipped one (read by handlers.deployment).
+DEPLOY_PIPELINE = "CODEBUS_DEPLOY_PIPELINE"
 _UNIT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
 
 #: ``(settings, redis) -> deps``: what a unit's handlers need beyond the toolbox, as a
@@ -280,9 +283,17 @@ def workflow_deps(settings: Settings, redis: Any) -> dict[str, Any]:
 
 
 def flow_deps(settings: Settings, redis: Any) -> dict[str, Any]:
-    """The ``deploy`` unit's flows configuration (``CODEBUS_FLOWS_CONFIG`` or the default)."""
+    """The ``deploy`` unit's flows configuration (``CODEBUS_FLOWS_CONFIG`` or the default),
+    and its deploy pipeline (``CODEBUS_DEPLOY_PIPELINE`` or the shipped one) checked here,
+    at start: a bad file stops the worker with one line naming the variable and field
+    instead of dead-lettering the first request."""
     from flows.config import FlowsConfigError, load_flows_config
+    from flows.pipeline_facade import FacadeSpecError, load_facade_spec
 
+    try:
+        load_facade_spec(os.environ.get(DEPLOY_PIPELINE) or None)
+    except FacadeSpecError as exc:
+        raise ConfigError(f"{DEPLOY_PIPELINE}: {exc}") from None
     try:
         return {
             "flows_config": load_flows_config(settings.flows_config),
