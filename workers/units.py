@@ -19,7 +19,6 @@ from typing import Any
 
 from bus.router import Router, Subscription
 from schemas.catalog import discover
-from schemas.events import EVENT_TYPES
 from workers.settings import ConfigError, Settings
 
 GROUP = "codebus.units"
@@ -78,7 +77,7 @@ class Unit:
     def load(self) -> list[Router]:
         """Import and return this unit's routers (the event catalogue is read first: a
         type declared twice stops the unit here, at start-up)."""
-        EVENT_TYPES.load()
+        _read_event_catalogue()
         routers = [_resolve(r) if isinstance(r, str) else r for r in self.routers]
         for r in routers:
             if not isinstance(r, Router):
@@ -303,6 +302,14 @@ def flow_deps(settings: Settings, redis: Any) -> dict[str, Any]:
         raise ConfigError(f"CODEBUS_FLOWS_CONFIG: {exc}") from None
 
 
+def _read_event_catalogue() -> None:
+    """Read the event catalogue (a type declared twice is a start-up error); imported
+    here so that importing :class:`Unit` does not build codebus's payload models."""
+    from schemas.events import EVENT_TYPES
+
+    EVENT_TYPES.load()
+
+
 class UnknownUnit(ConfigError):
     """No worker unit has this name."""
 
@@ -312,7 +319,7 @@ def get_unit(name: str) -> Unit:
     :class:`UnknownUnit` lists the known ones."""
     if ":" in name:
         return load_app(name)
-    EVENT_TYPES.load()  # start-up errors of the catalogue before anything connects
+    _read_event_catalogue()  # start-up errors of the catalogue before anything connects
     try:
         return UNITS[name]
     except KeyError:
@@ -322,7 +329,7 @@ def get_unit(name: str) -> Unit:
 
 def load_app(ref: str) -> Unit:
     """The :class:`Unit` at ``package.module:attribute`` (``codebus worker --app``)."""
-    EVENT_TYPES.load()
+    _read_event_catalogue()
     unit = _resolve(ref)
     if not isinstance(unit, Unit):
         raise ConfigError(f"--app {ref}: expected a codebus Unit, got {type(unit).__name__}")
