@@ -42,9 +42,10 @@ _SEVERITY_NAME = {1: "1 - Critical", 2: "2 - High", 3: "3 - Medium", 4: "4 - Low
 REPRO_STEPS = "Microsoft.VSTS.TCM.ReproSteps"
 
 
-def unit_deps(settings: Any, redis: Any) -> dict[str, Any]:
-    """The unit's settings: the Azure DevOps project (``CODEBUS_WORKITEMS_PROJECT``)."""
-    return {"workitems_project": settings.workitems_project}
+def unit_deps(settings: Any, redis: Any) -> WorkitemsDeps:
+    """The unit's settings: the Azure DevOps project (``CODEBUS_WORKITEMS_PROJECT``),
+    as the typed object its handlers read (``ctx.unit_deps(WorkitemsDeps)``)."""
+    return WorkitemsDeps(workitems_project=settings.workitems_project)
 
 
 def ref_tag(ctx: HandlerContext, purpose: str) -> str:

@@ -66,3 +66,14 @@ def test_factory_object_wins() -> None:
 def test_metrics_registry_missing_names_the_subscription() -> None:
     with pytest.raises(LookupError, match=r"t\.sub"):
         metrics_registry(_ctx({}))
+
+
+def test_workitems_factory_makes_the_typed_object() -> None:
+    from handlers.workitems import _project, unit_deps
+    from workers.settings import Settings
+    from workers.units import UNITS
+
+    made = UNITS["workitems"].extra_deps(Settings(workitems_project="Platform"), None)
+    assert made == {"unit_deps": WorkitemsDeps(workitems_project="Platform")}
+    assert unit_deps(Settings(), None) == WorkitemsDeps(workitems_project="Operations")
+    assert _project(_ctx(made)) == "Platform"
