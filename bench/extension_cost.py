@@ -20,9 +20,13 @@ import time
 
 CASES = {
     "import codebus": "import codebus",
+    "handler API (Router, Payload, Event, HandlerContext)": (
+        "from codebus import Router, Payload, Event, HandlerContext"
+    ),
     "handler API (Router, HandlerContext, Unit, ...)": (
         "from codebus import Event, HandlerContext, Payload, Reject, Retry, Router, Unit"
     ),
+    "built-in payload models (schemas.events)": "import schemas.events",
     "API + both catalogues read": (
         "from codebus import Router, Unit\n"
         "from schemas.events import EVENT_TYPES\nfrom workers.units import UNITS\n"

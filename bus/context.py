@@ -16,7 +16,6 @@ from bus.codec import encode
 from bus.errors import Reject
 from schemas.envelope import Event, child_event_id
 from schemas.errors import UnknownEventType
-from schemas.events import validate_payload
 from schemas.names import Names
 from schemas.tool_calls import ToolCaller
 
@@ -153,6 +152,8 @@ class HandlerContext:
     def _child(
         self, type: str, data: BaseModel | dict[str, Any], subject: str | None, id: str | None
     ) -> Event:
+        from schemas.events import validate_payload  # the catalogue, built on first publish
+
         payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else dict(data)
         try:
             validate_payload(type, payload)

@@ -19,7 +19,7 @@ _EXPORTS = {
     "Retry": "bus.errors:Retry",
     "Reject": "bus.errors:Reject",
     "Event": "schemas.envelope:Event",
-    "Payload": "schemas.events:Payload",
+    "Payload": "schemas.payload:Payload",
     "Unit": "workers.units:Unit",
     "ToolCaller": "schemas.tool_calls:ToolCaller",
     "call_tool": "handlers.toolcalls:call_tool",
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from handlers.toolcalls import call_tool
     from schemas.envelope import Event
     from schemas.errors import ConfigError
-    from schemas.events import Payload
+    from schemas.payload import Payload
     from schemas.tool_calls import ToolCaller
     from workers.settings import Settings
     from workers.units import Unit

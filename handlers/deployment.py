@@ -29,6 +29,7 @@ from flows.pipeline import advance as advance_run
 from flows.pipeline import new_run
 from flows.pipeline_facade import FacadeSpecError, facade_run_id, load_facade_spec, mint_flow_id
 from handlers.deployment_steps import ACTIONS, WAITERS
+from handlers.deps import FlowDeps
 from handlers.flows import advance, engine_of, schedule_sweep
 from handlers.workflows import record, run_step, send, store_and_send, store_of
 from schemas.envelope import Event
@@ -52,7 +53,7 @@ _OUTCOMES = (
 def facade_spec(ctx: HandlerContext) -> WorkflowSpec:
     """The deploy pipeline: a ``deploy_pipeline`` dependency, ``CODEBUS_DEPLOY_PIPELINE``
     or the shipped one."""
-    spec: WorkflowSpec | None = ctx.deps.get("deploy_pipeline")
+    spec = FlowDeps.of(ctx).deploy_pipeline
     if spec is not None:
         return spec
     try:

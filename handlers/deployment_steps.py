@@ -12,7 +12,6 @@ now (a flow that finished before the step began) or when its next event arrives
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from bus.context import HandlerContext
 from flows.config import PolicyError, new_flow
@@ -95,7 +94,7 @@ async def build(ctx: HandlerContext, state: WorkflowState, call: Call) -> Outcom
     flow_id = str(state.context["flow_id"])
     args = {"dockerfile_path": context_path, "image_tag": image}
     try:
-        built: Any = await ctx.deps["toolbox"].call_tool("docker.docker_build", args)
+        built = await ctx.toolbox.call_tool("docker.docker_build", args)
     except ToolError as exc:
         retryable = isinstance(exc, ToolTransientError | CircuitOpen)
         if not retryable or _final(state):

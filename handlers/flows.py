@@ -19,10 +19,10 @@ from flows.engine import FlowEngine, Ports
 from flows.machine import Command, FlowEvent, WakeUp
 from flows.pipeline_core import message_id
 from flows.pipeline_sweep import overdue_steps
-from flows.repository_outbox import flush_records, outbox_from
 from flows.repository_record import RecordingEngine
 from flows.store import FlowStore
 from flows.sweeper import sweep
+from handlers import deps
 from handlers.toolcalls import call_tool
 from schemas.events import (
     DeploymentAbortRequested,
@@ -47,8 +47,8 @@ SWEEP_GRACE = 5.0
 def engine_of(ctx: HandlerContext) -> FlowEngine:
     """The flow engine over this worker's Redis; it records every decision in the
     deployment repository when the unit has one (flows.repository_record)."""
-    store = FlowStore(ctx.deps["redis"], ctx.deps["names"])
-    outbox = outbox_from(ctx.deps)
+    store = FlowStore(ctx.redis, ctx.names)
+    outbox = deps.outbox(ctx)
     if outbox is None:
         return FlowEngine(store)
     return RecordingEngine(store, outbox.repository, outbox=outbox)
@@ -56,8 +56,7 @@ def engine_of(ctx: HandlerContext) -> FlowEngine:
 
 def flows_config(ctx: HandlerContext) -> FlowsConfig:
     """The loaded ``CODEBUS_FLOWS_CONFIG`` (or the default)."""
-    config: FlowsConfig | None = ctx.deps.get("flows_config")
-    return config or default_config()
+    return deps.FlowDeps.of(ctx).flows_config or default_config()
 
 
 def ports(ctx: HandlerContext) -> Ports:
@@ -90,7 +89,7 @@ async def advance(ctx: HandlerContext, flow_id: str, event: FlowEvent) -> None:
 
 def sweep_interval(ctx: HandlerContext) -> float:
     """Seconds between sweeps (a dependency so tests and the demo can compress time)."""
-    return float(ctx.deps.get("flows_sweep_interval", SWEEP_INTERVAL))
+    return deps.seconds(deps.FlowDeps.of(ctx).flows_sweep_interval, SWEEP_INTERVAL)
 
 
 async def schedule_sweep(ctx: HandlerContext, slot: int | None = None) -> None:
@@ -99,9 +98,8 @@ async def schedule_sweep(ctx: HandlerContext, slot: int | None = None) -> None:
     two chains started at once merge in the inbox."""
     interval = sweep_interval(ctx)
     now = time.time()
-    names: Names = ctx.deps["names"]
+    names, redis = ctx.names, ctx.redis
     marker_ms = max(1, int(interval * 2000))
-    redis = ctx.deps["redis"]
     if slot is None:
         if not await redis.set(names.flows_sweep_key, "1", nx=True, px=marker_ms):
             return
@@ -124,19 +122,18 @@ async def on_wake(msg: FlowTimerFired | FlowsSweep, ctx: HandlerContext) -> None
         await advance(ctx, msg.flow_id, WakeUp(timer=msg.timer, token=msg.token))
         await schedule_sweep(ctx)  # restarts a sweep chain that was lost
         return
-    grace = float(ctx.deps.get("flows_sweep_grace", SWEEP_GRACE))
+    grace = deps.seconds(deps.FlowDeps.of(ctx).flows_sweep_grace, SWEEP_GRACE)
     report = await sweep(
         engine_of(ctx), lambda _id: ports(ctx), now=time.time(), grace=grace, slot=msg.slot
     )
-    unwritten = await flush_records(ctx.deps, ctx.logger)
+    unwritten = await deps.flush_records(ctx, ctx.logger)
     runs = await sweep_facade_runs(ctx, msg.slot)
     if report.live or unwritten or runs:
         # The chain ends with the last live flow; the next request starts it again.
         # Sent before this delivery is acked: a crash repeats the sweep, never loses it.
         await schedule_sweep(ctx, msg.slot + 1)
     else:
-        names: Names = ctx.deps["names"]
-        await ctx.deps["redis"].delete(names.flows_sweep_key)
+        await ctx.redis.delete(ctx.names.flows_sweep_key)
     if report.rewoken or report.drained or report.stalled:
         ctx.logger.warning(
             "sweep: %d overdue wake-ups re-sent, %d outboxes finished, %d flows stalled",
@@ -152,7 +149,7 @@ async def sweep_facade_runs(ctx: HandlerContext, slot: int) -> int:
     from handlers.workflows import SWEEP_GRACE as RUN_GRACE
     from handlers.workflows import store_of
 
-    grace = float(ctx.deps.get("workflows_sweep_grace", RUN_GRACE))
+    grace = deps.seconds(deps.FlowDeps.of(ctx).workflows_sweep_grace, RUN_GRACE)
     queue = Names.DEPLOY_STEP_SUBSCRIPTION
     found = await overdue_steps(store_of(ctx), time.time(), grace, queue=queue)
     for m in found.resent:

@@ -7,22 +7,22 @@ are skipped, so only the failed ones are tried again; one that failed permanentl
 not retried within the same run (attempt > 1) but still makes the event dead-letter,
 and a replay from the dead-letter queue (attempt 1) tries it again.
 
-Dependencies come from ``ctx.deps`` (see :func:`webhook_deps`): ``webhook_config``
-(:class:`GatewayConfig`, required), and optionally ``webhook_sender``
+Dependencies are a :class:`handlers.deps.WebhookDeps` (see :func:`webhook_deps`):
+``webhook_config`` (:class:`GatewayConfig`, required), and optionally ``webhook_sender``
 (:class:`WebhookSender`) and ``delivery_log`` (:class:`DeliveryLog`), which are
-otherwise built from the config and the worker's ``redis`` and ``names`` deps.
+otherwise built from the config and the worker's Redis and names.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from bus.context import HandlerContext
 from bus.errors import Reject, Retry
 from bus.router import Router
+from handlers.deps import WebhookDeps
 from schemas.envelope import Event
 from schemas.gateway_config import GatewayConfig, OutboundSubscription
 from schemas.names import Names
@@ -57,17 +57,14 @@ def webhook_deps(config: GatewayConfig, redis: Any, names: Names) -> dict[str, A
     }
 
 
-def _dependencies(deps: Mapping[str, Any]) -> tuple[GatewayConfig, WebhookSender, DeliveryLog]:
-    config = deps.get(CONFIG)
+def _dependencies(ctx: HandlerContext) -> tuple[GatewayConfig, WebhookSender, DeliveryLog]:
+    deps = WebhookDeps.of(ctx)
+    config = deps.webhook_config
     if not isinstance(config, GatewayConfig):
         # A wiring error: retried (then dead-lettered) rather than silently acked.
-        raise RuntimeError(f"the webhooks unit needs deps[{CONFIG!r}]: a GatewayConfig")
-    sender = deps.get(SENDER) or WebhookSender(allowed_cidrs=config.ssrf_allowed_cidrs)
-    log = deps.get(LOG)
-    if log is None:
-        if "redis" not in deps or "names" not in deps:
-            raise RuntimeError(f"the webhooks unit needs deps[{LOG!r}] or 'redis' and 'names'")
-        log = DeliveryLog(deps["redis"], deps["names"])
+        raise RuntimeError(f"the webhooks unit needs {CONFIG!r}: a GatewayConfig")
+    sender = deps.webhook_sender or WebhookSender(allowed_cidrs=config.ssrf_allowed_cidrs)
+    log = deps.delivery_log or DeliveryLog(ctx.redis, ctx.names)
     return config, sender, log
 
 
@@ -80,7 +77,7 @@ async def deliver(event: Event, ctx: HandlerContext) -> None:
     when every transient failure gave one); otherwise any permanent failure -> ``Reject``
     naming the subscriptions.
     """
-    config, sender, log = _dependencies(ctx.deps)
+    config, sender, log = _dependencies(ctx)
     subs = config.matching_subscriptions(event.type)
     outcomes = await asyncio.gather(*(_serve(sub, event, ctx, sender, log) for sub in subs))
 

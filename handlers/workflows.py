@@ -42,9 +42,8 @@ from flows.pipeline_record import run_journal, run_record
 from flows.pipeline_store import WorkflowStore
 from flows.pipeline_sweep import overdue_steps
 from flows.repository import FlowRepository
-from flows.repository_outbox import flush_records, outbox_from
-from flows.repository_s3 import repository_from
 from flows.store import Conflict
+from handlers import deps
 from handlers import workflows_subflow as subflow
 from schemas.names import Names
 from schemas.workflows import (
@@ -65,12 +64,12 @@ _NEVER_SUCCEEDS = (ToolArgumentError, ToolPermissionDenied, ToolNotFound)
 
 def store_of(ctx: HandlerContext) -> WorkflowStore:
     """The runs' store over this worker's Redis."""
-    return WorkflowStore(ctx.deps["redis"], ctx.deps["names"])
+    return WorkflowStore(ctx.redis, ctx.names)
 
 
 def repository_of(ctx: HandlerContext) -> FlowRepository | None:
     """Where runs leave their records (``flows.repository_s3.repository_from``)."""
-    return repository_from(ctx.deps)
+    return deps.repository(ctx)
 
 
 ActionFn = Callable[[HandlerContext, WorkflowState, Call], Awaitable[Outcome | None]]
@@ -113,7 +112,7 @@ async def record(ctx: HandlerContext, state: WorkflowState) -> None:
     """Write the run's journal record of this rev and its summary through the records'
     outbox: a failed write never holds the run up and is written again by the next
     sweep (``flows.repository_outbox``)."""
-    outbox = outbox_from(ctx.deps)
+    outbox = deps.outbox(ctx)
     if outbox is not None:
         await outbox.write(run_journal(state), run_record(state))
 
@@ -185,7 +184,7 @@ async def call(ctx: HandlerContext, state: WorkflowState) -> Outcome:
         spec = current_call(state)
     except KeyError as exc:
         return Outcome(ok=False, error=f"template: {exc}", retryable=False)
-    toolbox = ctx.deps["toolbox"]
+    toolbox = ctx.toolbox
     try:
         async with asyncio.timeout(spec.timeout):
             result = await toolbox.call_tool(spec.tool, spec.args)
@@ -207,9 +206,8 @@ async def schedule_sweep(ctx: HandlerContext, slot: int | None = None) -> None:
     """Send the sweep of ``slot``; without one, start the chain unless it runs (its
     marker lives two intervals, refreshed by every link; the slot is the id, so two
     chains started at once merge in the inbox)."""
-    interval = float(ctx.deps.get("workflows_sweep_interval", SWEEP_INTERVAL))
-    names: Names = ctx.deps["names"]
-    redis = ctx.deps["redis"]
+    interval = deps.seconds(deps.FlowDeps.of(ctx).workflows_sweep_interval, SWEEP_INTERVAL)
+    names, redis = ctx.names, ctx.redis
     now = time.time()
     marker_ms = max(1, int(interval * 2000))
     if slot is None:
@@ -229,9 +227,9 @@ async def schedule_sweep(ctx: HandlerContext, slot: int | None = None) -> None:
 
 async def sweep(msg: WorkflowsSweep, ctx: HandlerContext) -> None:
     """Re-send the steps of runs overdue far past their timeout; re-arm while runs live."""
-    grace = float(ctx.deps.get("workflows_sweep_grace", SWEEP_GRACE))
+    grace = deps.seconds(deps.FlowDeps.of(ctx).workflows_sweep_grace, SWEEP_GRACE)
     found = await overdue_steps(store_of(ctx), time.time(), grace)
-    unwritten = await flush_records(ctx.deps, ctx.logger)
+    unwritten = await deps.flush_records(ctx, ctx.logger)
     for m in found.resent:
         # A new id per sweep: the lost original may be marked done in the inbox.
         event_id = message_id(m.data["flow_id"], -1, 10_000 + msg.slot)
@@ -241,7 +239,7 @@ async def sweep(msg: WorkflowsSweep, ctx: HandlerContext) -> None:
     if found.live or unwritten:
         await schedule_sweep(ctx, msg.slot + 1)
     else:
-        await ctx.deps["redis"].delete(ctx.deps["names"].workflows_sweep_key)
+        await ctx.redis.delete(ctx.names.workflows_sweep_key)
 
 
 @router.subscribe("workflow.step_due", "workflow.sweep", name=STEPS)

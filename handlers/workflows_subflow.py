@@ -20,7 +20,6 @@ from flows.pipeline_facade import mint_flow_id
 from schemas.envelope import Event
 from schemas.errors import SchemaError
 from schemas.events import validate_payload
-from schemas.names import Names
 from schemas.workflows import WorkflowState
 
 router = Router("workflows")
@@ -53,8 +52,7 @@ async def start(ctx: HandlerContext, state: WorkflowState, call: Call) -> Outcom
     except SchemaError as exc:
         return Outcome(ok=False, error=f"deploy: {exc}", retryable=False)
     request_id, flow_id = request_ids(state)
-    names: Names = ctx.deps["names"]
-    redis = ctx.deps["redis"]
+    names, redis = ctx.names, ctx.redis
     for ref in (flow_id, request_id):
         await redis.set(names.workflow_awaits_key(ref), state.id, ex=AWAITS_TTL)
     await ctx.publish("deployment.requested", payload, id=request_id)
@@ -66,8 +64,7 @@ async def on_outcome(event: Event, ctx: HandlerContext) -> None:
     """A deployment ended: end the deploy step that waits for it, if any."""
     from handlers.workflows import store_and_send, store_of
 
-    names: Names = ctx.deps["names"]
-    redis = ctx.deps["redis"]
+    names, redis = ctx.names, ctx.redis
     flow_id = event.data.get("flow_id")
     run_id = None
     for ref in (flow_id, event.causationid):

@@ -22,6 +22,7 @@ from typing import Any
 from bus.context import HandlerContext
 from bus.router import Router
 from handlers.deployment_info import deployment_info, promql_label
+from handlers.deps import WorkitemsDeps, metrics_registry, unit_deps_of
 from handlers.toolcalls import call_tool
 from schemas.events import (
     DeploymentCompleted,
@@ -41,9 +42,10 @@ _SEVERITY_NAME = {1: "1 - Critical", 2: "2 - High", 3: "3 - Medium", 4: "4 - Low
 REPRO_STEPS = "Microsoft.VSTS.TCM.ReproSteps"
 
 
-def unit_deps(settings: Any, redis: Any) -> dict[str, Any]:
-    """The unit's settings: the Azure DevOps project (``CODEBUS_WORKITEMS_PROJECT``)."""
-    return {"workitems_project": settings.workitems_project}
+def unit_deps(settings: Any, redis: Any) -> WorkitemsDeps:
+    """The unit's settings: the Azure DevOps project (``CODEBUS_WORKITEMS_PROJECT``),
+    as the typed object its handlers read (``ctx.unit_deps(WorkitemsDeps)``)."""
+    return WorkitemsDeps(workitems_project=settings.workitems_project)
 
 
 def ref_tag(ctx: HandlerContext, purpose: str) -> str:
@@ -52,7 +54,7 @@ def ref_tag(ctx: HandlerContext, purpose: str) -> str:
 
 
 def _project(ctx: HandlerContext) -> str:
-    return str(ctx.deps.get("workitems_project") or DEFAULT_PROJECT)
+    return unit_deps_of(ctx, WorkitemsDeps).workitems_project or DEFAULT_PROJECT
 
 
 def _rows(pairs: list[tuple[str, Any]]) -> str:
@@ -109,8 +111,7 @@ async def versions_in_prometheus(ctx: HandlerContext, app: str, environment: str
 async def on_completed(done: DeploymentCompleted, ctx: HandlerContext) -> None:
     """Record the deployment in ``codebus_deployment_info`` and open the guide's
     post-deployment validation Task."""
-    registry = ctx.deps["metrics_registry"]
-    deployment_info(registry).record(
+    deployment_info(metrics_registry(ctx)).record(
         done.app, done.environment, done.version, ctx.event.time.timestamp()
     )
     seen = await versions_in_prometheus(ctx, done.app, done.environment)

@@ -8,23 +8,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from schemas.catalog import EventCatalog, RawPayload, unknown_policy
 from schemas.errors import SchemaError, UnknownEventType
 from schemas.flows import FlowOverrides
+from schemas.payload import Payload
 
 Severity = Literal["low", "medium", "high", "critical"]
 Environment = str
 Strategy = Literal["rolling", "blue_green", "canary"]
 
 _NAME = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
-
-
-class Payload(BaseModel):
-    """Base class of event payloads: strict, closed, immutable."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class _Deployment(Payload):

@@ -27,9 +27,6 @@ from workers.units import Unit, get_unit, with_unit_roles
 S = TypeVar("S", bound=ToolServer)
 
 DEFAULT_UNITS = ("deploy", "security", "notify", "audit")
-#: codebus's units whose dependency factories need real configuration (files, S3): the
-#: embedded system gives them in-memory stand-ins instead.
-BUILTIN_WITH_DEPS = frozenset({"deploy", "workflows", "workitems", "webhooks"})
 
 
 class EmbeddedSystem:
@@ -124,11 +121,9 @@ class EmbeddedSystem:
         return self
 
     def _unit_deps(self, unit: Unit) -> dict[str, Any]:
-        """A unit's own dependencies (a typed factory's object); codebus's units get
-        theirs in memory above, so only a factory that returns an object is called."""
-        if unit.deps is None or unit.name in BUILTIN_WITH_DEPS:
-            return {}
-        return unit.extra_deps(self.settings, self.redis)
+        """A unit's own dependencies: its ``embedded_deps`` factory if it declares one,
+        else its ``deps`` (the same rule for codebus's units and a user's)."""
+        return unit.extra_deps(self.settings, self.redis, embedded=True)
 
     async def settle(self, timeout: float = 30.0) -> None:
         """Wait until no message is ready, in flight or delayed."""

@@ -122,6 +122,7 @@ OTHER_VARIABLES = frozenset(
         "CODEBUS_SERVICES_DIR",
         "CODEBUS_RABBITMQ_HOME",
         "CODEBUS_UNKNOWN_EVENTS",  # schemas.catalog.unknown_policy
+        "CODEBUS_DEPLOY_PIPELINE",  # workers.units.flow_deps, handlers.deployment
     }
 )
 #: Prefixes of variables owned by something else (the test harness).

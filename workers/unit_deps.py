@@ -22,3 +22,23 @@ def webhooks(settings: Settings, redis: Any) -> dict[str, Any]:
         return webhook_deps(config, redis, settings.names)
     except ValueError as exc:  # gateway.config.ConfigError / webhook_deps name the field
         raise ConfigError(str(exc)) from None
+
+
+def embedded_flows(settings: Settings, redis: Any) -> dict[str, Any]:
+    """The ``deploy`` and ``workflows`` units in the embedded system: nothing of their
+    own; flow records, flows configuration and sweep intervals are the embedded
+    system's (in memory, see workers.embedded)."""
+    return {}
+
+
+def embedded_webhooks(settings: Settings, redis: Any) -> dict[str, Any]:
+    """The ``webhooks`` unit in the embedded system: the gateway configuration's
+    subscriptions when ``CODEBUS_GATEWAY_CONFIG`` is set, else none (every event is
+    acked with nothing to deliver)."""
+    from schemas.gateway_config import GatewayConfig
+
+    if settings.gateway_config is not None:
+        return webhooks(settings, redis)
+    from handlers.webhooks import webhook_deps
+
+    return webhook_deps(GatewayConfig(), redis, settings.names)

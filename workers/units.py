@@ -11,6 +11,7 @@ Routers are imported lazily so that a unit pulls in only what it runs.
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
@@ -18,10 +19,11 @@ from typing import Any
 
 from bus.router import Router, Subscription
 from schemas.catalog import discover
-from schemas.events import EVENT_TYPES
 from workers.settings import ConfigError, Settings
 
 GROUP = "codebus.units"
+#: The deploy pipeline file that replaces the shipped one (read by handlers.deployment).
+DEPLOY_PIPELINE = "CODEBUS_DEPLOY_PIPELINE"
 _UNIT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,40}$")
 
 #: ``(settings, redis) -> deps``: what a unit's handlers need beyond the toolbox, as a
@@ -49,13 +51,17 @@ class Unit:
     patterns): its least-privilege role, checked by the toolbox's permission guard;
     ``()`` for none, ``None`` when undeclared (the tools file must then declare
     ``guards.roles.<name>``). ``deps``: a :data:`DepsFactory` (or its ``module:function``
-    reference) for what its handlers need beyond the toolbox, Redis and names."""
+    reference) for what its handlers need beyond the toolbox, Redis and names.
+    ``embedded_deps``: the factory used instead of ``deps`` when the unit runs in the
+    embedded system (in-memory broker, fakeredis, fake tools), for a unit whose ``deps``
+    reads files or services the embedded system does not have; None: ``deps`` there too."""
 
     name: str
     description: str
     routers: tuple[str | Router, ...]
     deps: str | DepsFactory | None = None
     tools: tuple[str, ...] | None = None
+    embedded_deps: str | DepsFactory | None = None
 
     def __post_init__(self) -> None:
         if not _UNIT_NAME.fullmatch(self.name):
@@ -71,19 +77,23 @@ class Unit:
     def load(self) -> list[Router]:
         """Import and return this unit's routers (the event catalogue is read first: a
         type declared twice stops the unit here, at start-up)."""
-        EVENT_TYPES.load()
+        _read_event_catalogue()
         routers = [_resolve(r) if isinstance(r, str) else r for r in self.routers]
         for r in routers:
             if not isinstance(r, Router):
                 raise ConfigError(f"unit {self.name!r}: {r!r} is not a codebus Router")
         return routers
 
-    def extra_deps(self, settings: Settings, redis: Any) -> dict[str, Any]:
+    def extra_deps(
+        self, settings: Settings, redis: Any, *, embedded: bool = False
+    ) -> dict[str, Any]:
         """The dependencies this unit needs beyond the toolbox (none for most): the
-        factory's dict, or ``{"unit_deps": obj}`` for a typed object."""
-        if self.deps is None:
+        factory's dict, or ``{"unit_deps": obj}`` for a typed object. ``embedded``: for
+        the embedded system (``embedded_deps`` when the unit declares one)."""
+        ref = self.embedded_deps if embedded and self.embedded_deps is not None else self.deps
+        if ref is None:
             return {}
-        factory: DepsFactory = _resolve(self.deps) if isinstance(self.deps, str) else self.deps
+        factory: DepsFactory = _resolve(ref) if isinstance(ref, str) else ref
         made = factory(settings, redis)
         return dict(made) if isinstance(made, dict) else {"unit_deps": made}
 
@@ -105,6 +115,7 @@ DEPLOY = Unit(
     "rolling, blue-green, canary; timers, commands, sweeps",
     ("handlers.deployment:router", "handlers.flows:router"),
     deps="workers.units:flow_deps",
+    embedded_deps="workers.unit_deps:embedded_flows",
     tools=(
         "docker.docker_build",
         "docker.docker_images",
@@ -132,6 +143,7 @@ WORKFLOWS = Unit(
     "pipelines and sagas declared in YAML: one step per delivery, compensations",
     ("handlers.workflows:router", "handlers.workflows_subflow:router"),
     deps="workers.units:workflow_deps",
+    embedded_deps="workers.unit_deps:embedded_flows",
     # What the guide's pipeline and saga steps call; a step calling anything
     # else fails with a permission error naming the tool.
     tools=(
@@ -163,6 +175,7 @@ WEBHOOKS = Unit(
     "signed outbound webhook delivery",
     ("handlers.webhooks:router",),
     deps="workers.unit_deps:webhooks",
+    embedded_deps="workers.unit_deps:embedded_webhooks",
     tools=(),
 )
 
@@ -269,9 +282,17 @@ def workflow_deps(settings: Settings, redis: Any) -> dict[str, Any]:
 
 
 def flow_deps(settings: Settings, redis: Any) -> dict[str, Any]:
-    """The ``deploy`` unit's flows configuration (``CODEBUS_FLOWS_CONFIG`` or the default)."""
+    """The ``deploy`` unit's flows configuration (``CODEBUS_FLOWS_CONFIG`` or the default),
+    and its deploy pipeline (``CODEBUS_DEPLOY_PIPELINE`` or the shipped one) checked here,
+    at start: a bad file stops the worker with one line naming the variable and field
+    instead of dead-lettering the first request."""
     from flows.config import FlowsConfigError, load_flows_config
+    from flows.pipeline_facade import FacadeSpecError, load_facade_spec
 
+    try:
+        load_facade_spec(os.environ.get(DEPLOY_PIPELINE) or None)
+    except FacadeSpecError as exc:
+        raise ConfigError(f"{DEPLOY_PIPELINE}: {exc}") from None
     try:
         return {
             "flows_config": load_flows_config(settings.flows_config),
@@ -279,6 +300,14 @@ def flow_deps(settings: Settings, redis: Any) -> dict[str, Any]:
         }
     except FlowsConfigError as exc:
         raise ConfigError(f"CODEBUS_FLOWS_CONFIG: {exc}") from None
+
+
+def _read_event_catalogue() -> None:
+    """Read the event catalogue (a type declared twice is a start-up error); imported
+    here so that importing :class:`Unit` does not build codebus's payload models."""
+    from schemas.events import EVENT_TYPES
+
+    EVENT_TYPES.load()
 
 
 class UnknownUnit(ConfigError):
@@ -290,7 +319,7 @@ def get_unit(name: str) -> Unit:
     :class:`UnknownUnit` lists the known ones."""
     if ":" in name:
         return load_app(name)
-    EVENT_TYPES.load()  # start-up errors of the catalogue before anything connects
+    _read_event_catalogue()  # start-up errors of the catalogue before anything connects
     try:
         return UNITS[name]
     except KeyError:
@@ -300,7 +329,7 @@ def get_unit(name: str) -> Unit:
 
 def load_app(ref: str) -> Unit:
     """The :class:`Unit` at ``package.module:attribute`` (``codebus worker --app``)."""
-    EVENT_TYPES.load()
+    _read_event_catalogue()
     unit = _resolve(ref)
     if not isinstance(unit, Unit):
         raise ConfigError(f"--app {ref}: expected a codebus Unit, got {type(unit).__name__}")

@@ -51,6 +51,24 @@ def test_import_codebus_is_light() -> None:
     assert not {m for m in loaded if m.startswith("tools.adapters")}
 
 
+def test_handler_api_does_not_build_the_builtin_catalogue() -> None:
+    # schemas.events builds codebus's own payload models (about 200 ms of CPU): a
+    # handler author's import needs only the base types.
+    for api in (
+        "from codebus import Router, Payload, Event, HandlerContext",
+        "from codebus import Event, HandlerContext, Payload, Reject, Retry, Router, Unit",
+    ):
+        loaded = _modules_after(api)
+        built = {"schemas.events", "schemas.flows", "schemas.workflows"} & loaded
+        assert not built, api
+    # Reading the catalogue still builds them, and Payload is the same class there.
+    loaded = _modules_after("from codebus import Unit\nfrom schemas import EVENT_TYPES")
+    assert "schemas.events" in loaded
+    from schemas.events import DeploymentRequested
+
+    assert issubclass(DeploymentRequested, codebus.Payload)
+
+
 def test_public_names_resolve_lazily() -> None:
     from bus.errors import Reject
     from bus.router import Router
