@@ -67,8 +67,11 @@ class LazyObj(dict[str, Any]):
 
     def __missing__(self, key: str) -> Any:
         if key == "settings":
+            from workers.logs import log_cli_warning
+
             for warning in unknown_variables(os.environ):
-                click.echo(f"warning: {warning}", err=True)
+                if not log_cli_warning(warning):
+                    click.echo(f"warning: {warning}", err=True)
             value: Any = load_settings()
         elif key in ("amqp_url", "redis_url"):
             value = getattr(self["settings"], key)

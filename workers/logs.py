@@ -212,3 +212,13 @@ def log_cli_error(message: str, exit_code: int) -> bool:
         return False
     logging.getLogger("codebus.cli").error(message, extra={"exit_code": exit_code})
     return True
+
+
+def log_cli_warning(message: str) -> bool:
+    """In JSON mode, log a command's warning (a misspelled variable) as a JSON line
+    (logger ``codebus.cli``, level WARNING) and return True; in text mode return False
+    (the command prints ``warning: ...``)."""
+    if current_format() != "json":
+        return False
+    logging.getLogger("codebus.cli").warning(message)
+    return True

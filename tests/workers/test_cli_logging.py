@@ -33,6 +33,16 @@ def test_json_mode_logs_and_reports_errors_as_json_lines():
     assert "secret" not in out.stderr and "Traceback" not in out.stderr
 
 
+def test_json_mode_reports_a_misspelled_variable_as_a_warning_line():
+    env = {**REDIS_DOWN, "CODEBUS_LOG_FORMAT": "json", "CODEBUS_CONCURENCY": "4"}
+    out = run("breaker", "status", env=env)
+    lines = [json.loads(line) for line in out.stderr.strip().splitlines()]
+    (warning,) = [line for line in lines if line["level"] == "WARNING"]
+    assert warning["logger"] == "codebus.cli"
+    assert "CODEBUS_CONCURENCY is not a codebus variable" in warning["message"]
+    assert "CODEBUS_CONCURRENCY" in warning["message"]
+
+
 def test_text_mode_keeps_the_one_error_line_and_formats_log_lines():
     env = {**REDIS_DOWN, "CODEBUS_LOG_LEVEL": "DEBUG"}
     out = run("breaker", "status", env=env)
