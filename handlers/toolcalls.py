@@ -4,6 +4,9 @@ Transient tool failures (connection errors, timeouts, 5xx, an open circuit) are
 retried by the runtime with backoff; calls that can never succeed (bad arguments,
 permission denied, unknown tool) dead-letter the event. ``ToolFailed`` - the tool ran
 and said no - is left to the handler, which usually turns it into a domain event.
+
+The call is audited as made for the handler's event (its id, correlation and cause),
+whether or not the worker's logging middleware runs around the handler.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from tools.errors import (
     ToolPermissionDenied,
     ToolTransientError,
 )
+from tools.guards.audit_context import call_origin
 
 
 async def _call_tool(
@@ -32,8 +36,10 @@ async def _call_tool(
     passthrough: tuple[type[Exception], ...] = (),
 ) -> Any:
     toolbox = ctx.toolbox
+    event = ctx.event
     try:
-        result: BaseModel = await toolbox.call_tool(name, args)
+        with call_origin(event.id, event.correlationid, event.causationid):
+            result: BaseModel = await toolbox.call_tool(name, args)
     except passthrough:
         raise
     except CircuitOpen as exc:

@@ -31,6 +31,7 @@ from tools.errors import (
 )
 from tools.guards import Guard, Next, ToolCall
 from tools.guards.audit import AuditGuard, Auditor, AuditSink
+from tools.guards.audit_context import OriginSource
 from tools.guards.breaker import BreakerGuard, BreakerStore
 from tools.guards.cache import CacheGuard, ResultCache
 from tools.guards.metrics import MetricsGuard, ToolMetrics, default_metrics
@@ -64,6 +65,9 @@ class Toolbox:
     None only when the config switches both off. ``principal`` names this process in
     audit records (for example the worker unit). ``metrics`` receives the call, cache and
     breaker series (default: the process's :func:`~tools.guards.metrics.default_metrics`).
+    ``audit_origin`` tells which event is being handled, for the audit record's
+    ``event_id`` / ``correlationid`` / ``causationid`` (see
+    :mod:`tools.guards.audit_context`; a ``call_origin`` block takes precedence).
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class Toolbox:
         principal: str = "codebus",
         rng: random.Random | None = None,
         metrics: ToolMetrics | None = None,
+        audit_origin: OriginSource | None = None,
     ) -> None:
         self.registry = servers if isinstance(servers, Registry) else Registry(servers)
         self.config = config or ToolboxConfig()
@@ -87,7 +92,11 @@ class Toolbox:
             )
         self.names = names
         self.principal = principal
-        self.auditor = Auditor(audit_sinks, result_max_chars=self.config.audit_result_max_chars)
+        self.auditor = Auditor(
+            audit_sinks,
+            result_max_chars=self.config.audit_result_max_chars,
+            origin=audit_origin,
+        )
         self.permissions = Permissions(self.config.roles, self.config.default_role)
         self.cache = ResultCache(redis, names) if redis is not None else None
         self.breakers = BreakerStore(redis, names) if redis is not None else None

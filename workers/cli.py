@@ -8,7 +8,6 @@ that says what to fix: 2 the command line, 3 the configuration, 4 a service (see
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 
 import click
@@ -145,10 +144,13 @@ def cli(ctx: click.Context) -> None:
     CODEBUS_REDIS_URL, CODEBUS_CONCURRENCY, ...); see the README. Shell completion:
     eval "$(_CODEBUS_COMPLETE=bash_source codebus)" (zsh_source, fish_source).
     """
-    # The connection libraries log tracebacks for refused connections; commands report
-    # those as one line themselves (`codebus worker` reconfigures logging).
-    for noisy in ("aio_pika", "aiormq"):
-        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    # One logging set-up for every command (CODEBUS_LOG_LEVEL / CODEBUS_LOG_FORMAT);
+    # the connection libraries' tracebacks are silenced: commands report those as one
+    # line themselves (`codebus worker` reconfigures logging).
+    if not ctx.resilient_parsing:
+        from workers.logs import configure_cli
+
+        configure_cli()
     from workers.cli_support import LazyObj
 
     if not isinstance(ctx.obj, LazyObj):

@@ -7,7 +7,7 @@ import functools
 import json
 import os
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
@@ -20,9 +20,18 @@ T = TypeVar("T")
 
 
 class CliError(click.ClickException):
-    """A bad argument or input the operator can fix: one line, exit status 2."""
+    """A bad argument or input the operator can fix: one line, exit status 2.
+
+    With ``CODEBUS_LOG_FORMAT=json`` the line is a JSON log line (see workers.logs)."""
 
     exit_code = EXIT_USAGE
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        from workers.logs import log_cli_error
+
+        if file is None and log_cli_error(self.format_message(), self.exit_code):
+            return
+        super().show(file)
 
 
 class CliConfigError(CliError):
@@ -58,8 +67,11 @@ class LazyObj(dict[str, Any]):
 
     def __missing__(self, key: str) -> Any:
         if key == "settings":
+            from workers.logs import log_cli_warning
+
             for warning in unknown_variables(os.environ):
-                click.echo(f"warning: {warning}", err=True)
+                if not log_cli_warning(warning):
+                    click.echo(f"warning: {warning}", err=True)
             value: Any = load_settings()
         elif key in ("amqp_url", "redis_url"):
             value = getattr(self["settings"], key)

@@ -12,25 +12,52 @@ mode writes them as top-level keys; text mode appends them compactly::
 
 Extra fields a caller passes (``log.warning(..., extra={"reason": ...})``) from
 :data:`EXTRA_FIELDS` are written too.
+
+Every ``codebus`` command logs through it: the root command group calls
+:func:`configure_cli` (level and format from ``CODEBUS_LOG_LEVEL`` /
+``CODEBUS_LOG_FORMAT``) before any command runs, and a command's one-line error is a
+JSON log line (with its ``exit_code``) when the format is JSON (:func:`log_cli_error`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from bus.middleware.logs import current_event_fields
-from bus.tracing import enabled as tracing_enabled
-from bus.tracing import trace_ids
 from tools.redaction import RedactingFilter
+
+# The bus modules that know the current delivery and span are looked up, not imported:
+# a line can carry their fields only once they run (they are then loaded), and a CLI
+# command that connects to nothing should not pay for importing them (Redis,
+# OpenTelemetry and Prometheus clients come with them).
+_DELIVERY_MODULE = "bus.middleware.logs"
+_TRACING_MODULE = "bus.tracing"
 
 #: Event fields, in output order.
 EVENT_FIELDS = ("event_id", "type", "correlationid", "causationid", "subscription", "attempt")
 #: Other structured fields a log call may pass with ``extra=``.
-EXTRA_FIELDS = ("trace_id", "span_id", "status", "reason", "remote", "source", "method", "path")
+EXTRA_FIELDS = (
+    "trace_id",
+    "span_id",
+    "status",
+    "reason",
+    "remote",
+    "source",
+    "method",
+    "path",
+    "exit_code",
+)
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+FORMATS = ("text", "json")
+#: The libraries that log a traceback for a refused connection; CLI commands report
+#: those as one line themselves.
+CONNECTION_LIBRARIES = ("aio_pika", "aiormq")
+_state = {"format": "text"}
 _TEXT_KEYS = {
     "event_id": "ev",
     "type": "type",
@@ -48,15 +75,17 @@ class EventFieldsFilter(logging.Filter):
     record that does not carry them already."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        fields = current_event_fields()
+        delivery = sys.modules.get(_DELIVERY_MODULE)
+        fields = None if delivery is None else delivery.current_event_fields()
         if fields is not None:
             for key, value in fields.items():
                 if not hasattr(record, key):
                     setattr(record, key, value)
         if not hasattr(record, "type") and hasattr(record, "event_type"):
             record.type = record.event_type  # HandlerContext.logger's name for it
-        if not hasattr(record, "trace_id") and tracing_enabled():
-            ids = trace_ids()
+        tracing = sys.modules.get(_TRACING_MODULE)
+        if not hasattr(record, "trace_id") and tracing is not None and tracing.enabled():
+            ids = tracing.trace_ids()
             if ids is not None:
                 record.trace_id, record.span_id = ids
         return True
@@ -108,10 +137,24 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{' '.join(parts)}]"
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line is logged (a CLI runner or a
+    test may swap it), never to a stream closed since the set-up."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+
 def make_handler(fmt: str = "text", stream: IO[str] | None = None) -> logging.Handler:
     """The handler every codebus process logs through: the format, the event fields and
     secret redaction."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler: logging.StreamHandler = (  # type: ignore[type-arg]
+        logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    )
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(EventFieldsFilter())
     # Secrets in messages and tracebacks (a tool's error, a client's URL) are masked.
@@ -122,7 +165,60 @@ def make_handler(fmt: str = "text", stream: IO[str] | None = None) -> logging.Ha
 def configure(level: str = "INFO", fmt: str = "text") -> None:
     """Install the one stderr handler on the root logger (worker, gateway and CLI)."""
     root = logging.getLogger()
-    root.handlers[:] = [make_handler(fmt)]
+    handler = make_handler(fmt)
+    # On the handler too: a library that sets its own logger's level (werkzeug: INFO)
+    # is still held to the configured one.
+    handler.setLevel(level)
+    root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aio_pika", "aiormq", "aiohttp.access"):
+    _state["format"] = fmt
+    for noisy in (*CONNECTION_LIBRARIES, "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def env_setting(environ: Mapping[str, str], default_level: str = "INFO") -> tuple[str, str]:
+    """``(level, format)`` from ``CODEBUS_LOG_LEVEL`` / ``CODEBUS_LOG_FORMAT``.
+
+    Read without validating the other settings (``codebus events list`` needs none); an
+    invalid value falls back to the default here, and the command that loads the
+    settings reports it as a configuration error naming the variable."""
+    level = environ.get("CODEBUS_LOG_LEVEL", default_level)
+    fmt = environ.get("CODEBUS_LOG_FORMAT", "text")
+    return (level if level in LEVELS else default_level, fmt if fmt in FORMATS else "text")
+
+
+def configure_cli(environ: Mapping[str, str] | None = None) -> None:
+    """The set-up of every ``codebus`` command, run before it.
+
+    A one-shot command (``dlq list``, ``flows show``) prints its answer on stdout, so
+    unless ``CODEBUS_LOG_LEVEL`` says otherwise only warnings and errors reach stderr;
+    long-running commands (worker, gateway, console, publish) configure again from
+    their validated settings (default level INFO, the same format)."""
+    configure(*env_setting(os.environ if environ is None else environ, "WARNING"))
+    for noisy in CONNECTION_LIBRARIES:
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+
+
+def current_format() -> str:
+    """The format of the last :func:`configure` (``text`` before any)."""
+    return _state["format"]
+
+
+def log_cli_error(message: str, exit_code: int) -> bool:
+    """In JSON mode, log a command's one-line error as a JSON line (logger
+    ``codebus.cli``, level ERROR, ``exit_code`` field) and return True; in text mode
+    return False (the command prints ``Error: ...`` as usual)."""
+    if current_format() != "json":
+        return False
+    logging.getLogger("codebus.cli").error(message, extra={"exit_code": exit_code})
+    return True
+
+
+def log_cli_warning(message: str) -> bool:
+    """In JSON mode, log a command's warning (a misspelled variable) as a JSON line
+    (logger ``codebus.cli``, level WARNING) and return True; in text mode return False
+    (the command prints ``warning: ...``)."""
+    if current_format() != "json":
+        return False
+    logging.getLogger("codebus.cli").warning(message)
+    return True

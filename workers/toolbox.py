@@ -152,6 +152,7 @@ def build_toolbox(
     servers: list[ToolServer], redis: Any, names: Names, config: ToolboxConfig, principal: str
 ) -> Toolbox:
     """The toolbox with its guard chain; audit records go to the Redis stream."""
+    from bus.middleware.logs import current_event_fields
     from tools.guards.audit_sinks import RedisStreamSink
 
     return Toolbox(
@@ -161,4 +162,5 @@ def build_toolbox(
         names=names,
         audit_sinks=[RedisStreamSink(redis, names)],
         principal=principal,
+        audit_origin=current_event_fields,
     )

@@ -3,8 +3,11 @@
 Events come from the audit unit's event log (``Names.event_log_stream``), newest first,
 up to ``SCAN`` entries back; each event hangs under the event that caused it
 (``causationid``), or at the root when its cause is not in the log. Tool-call audit
-records (``Names.audit_stream``) are attached to the event they name (``event_id`` or
-``causationid`` field) or to the correlation (``correlationid``) when they carry one.
+records (``Names.audit_stream``) are attached to the event whose handler made the call
+(the record's ``event_id``, set by the toolbox from the handler's context; see
+:mod:`tools.guards.audit_context`), or listed loose under the correlation when that event
+is not in the log but the record's ``correlationid`` matches. Calls made outside any
+event (``codebus tools call``) carry no ids and appear nowhere.
 """
 
 from __future__ import annotations
@@ -91,9 +94,10 @@ async def correlation(request: web.Request) -> web.Response:
             record = json.loads(entry.get("record", "{}"))
         except ValueError:
             continue
-        owner = by_id.get(record.get("event_id") or record.get("causationid") or "")
+        owner = by_id.get(record.get("event_id") or "")
         call = {
             "kind": "tool_call",
+            "event_id": record.get("event_id"),
             "tool": record.get("tool"),
             "outcome": record.get("outcome"),
             "duration_ms": record.get("duration_ms"),

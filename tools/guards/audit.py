@@ -2,8 +2,10 @@
 
 A record says who (principal and role) called which tool with which arguments, how it
 ended (``ok``, ``error``, ``denied``, ``cancelled``), the error, the duration, the number
-of attempts, whether the result came from the cache, and the result itself (or a
-summary when it is large). Sinks are in :mod:`tools.guards.audit_sinks`.
+of attempts, whether the result came from the cache, the result itself (or a summary
+when it is large), and the event it was made for (``event_id``, ``correlationid``,
+``causationid``: see :mod:`tools.guards.audit_context`). Sinks are in
+:mod:`tools.guards.audit_sinks`.
 
 A failing sink is logged and does not fail the tool call: the deployment that already
 happened must not be reported as failed because an audit bucket was unreachable.
@@ -23,6 +25,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field
 
 from tools.guards import Next, ToolCall
+from tools.guards.audit_context import OriginSource, current_origin
 from tools.redaction import redact, redact_text
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,12 @@ class AuditRecord(BaseModel):
     attempts: int = 0
     cache_hit: bool = False
     result: Any = None
+    #: The event whose handler made the call (None outside a handler).
+    event_id: str | None = None
+    #: That event's correlation id (the deployment); the console groups by it.
+    correlationid: str | None = None
+    #: The event that caused ``event_id``.
+    causationid: str | None = None
 
 
 class AuditSink(Protocol):
@@ -64,9 +73,16 @@ class AuditSink(Protocol):
 class Auditor:
     """Builds redacted records and fans them out to the sinks."""
 
-    def __init__(self, sinks: Sequence[AuditSink] = (), *, result_max_chars: int = 4000) -> None:
+    def __init__(
+        self,
+        sinks: Sequence[AuditSink] = (),
+        *,
+        result_max_chars: int = 4000,
+        origin: OriginSource | None = None,
+    ) -> None:
         self.sinks = list(sinks)
         self.result_max_chars = result_max_chars
+        self.origin = origin
 
     def build(
         self,
@@ -77,7 +93,9 @@ class Auditor:
         error: BaseException | None = None,
         result: BaseModel | None = None,
     ) -> AuditRecord:
-        """A record of ``call`` with arguments, error and result redacted."""
+        """A record of ``call`` with arguments, error and result redacted, and the ids of
+        the event being handled in this task (if any)."""
+        origin = current_origin(self.origin)
         return AuditRecord(
             principal=call.principal,
             role=call.role,
@@ -91,6 +109,9 @@ class Auditor:
             attempts=call.attempts,
             cache_hit=call.cache_hit,
             result=self._summarise(result),
+            event_id=origin.event_id,
+            correlationid=origin.correlationid,
+            causationid=origin.causationid,
         )
 
     def _clip(self, value: Any) -> Any:
