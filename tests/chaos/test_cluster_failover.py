@@ -30,7 +30,7 @@ from tests.conftest import REDIS_URL, require_service
 
 pytestmark = pytest.mark.timeout(420)
 
-KILL_EVENTS = 3000
+KILL_EVENTS = 10_000
 STOP_CYCLES = 5
 PARTITION_SECONDS = 30
 
