@@ -14,36 +14,15 @@ attempt at most instead of a reconnect loop against a dead host.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from typing import Any
 
 from aio_pika.robust_connection import RobustConnection
 from yarl import URL
 
+from bus.urls import parse_amqp_urls, rotations
+
 __all__ = ["MultiNodeConnection", "parse_amqp_urls", "rotations"]
-
-
-def parse_amqp_urls(value: str) -> list[str]:
-    """The URLs of a comma-separated ``CODEBUS_AMQP_URL``; ValueError (one line, naming
-    the offending entry) for an empty entry or another scheme."""
-    urls = [part.strip() for part in value.split(",")]
-    for i, url in enumerate(urls, 1):
-        if not url:
-            raise ValueError(f"entry {i} of {len(urls)} is empty (stray comma?)")
-        if not url.startswith(("amqp://", "amqps://")):
-            shown = url.split("@")[-1][:60]
-            raise ValueError(f"entry {i} ({shown!r}) must start with amqp:// or amqps://")
-    return urls
-
-
-def rotations(urls: Sequence[str], *, shuffle: bool = False) -> list[list[str]]:
-    """The URL orders the first connect tries: the list (shuffled once if asked)
-    starting at each of its entries in turn."""
-    order = list(urls)
-    if shuffle:
-        random.shuffle(order)
-    return [order[i:] + order[:i] for i in range(len(order))]
 
 
 class MultiNodeConnection(RobustConnection):

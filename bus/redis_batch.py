@@ -167,8 +167,10 @@ class ScriptBatcher:
             self._queue = self._queue[self.max_batch :]
             try:
                 # A write never blocks (the transport buffers); a dead connection shows
-                # on the reader's side, which fails the batches in flight.
-                writer.write(self._packed(batch))
+                # on the reader's side, which fails the batches in flight. writelines:
+                # what asyncio's StreamWriter and fakeredis's in-process writer (the
+                # embedded mode) both offer.
+                writer.writelines((self._packed(batch),))
                 self._expect(pipe, batch)
             except Exception as exc:
                 batch.fail(exc)

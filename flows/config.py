@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from flows.objects import images_of
 from flows.plan import PlanError, compile_plan
+from schemas.errors import field_errors
 from schemas.events import DeploymentRequested
 from schemas.flows import FlowsConfig, FlowState
 from tools.adapters.kubernetes_manifests import load_manifests
@@ -51,10 +52,7 @@ def load_flows_config(path: Path | None) -> FlowsConfig:
     except yaml.YAMLError as exc:
         raise FlowsConfigError(f"flows config {path} is not valid YAML: {exc}") from None
     except ValidationError as exc:
-        fields = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise FlowsConfigError(f"invalid flows config {path}: {fields}") from None
+        raise FlowsConfigError(f"invalid flows config {path}: {field_errors(exc)}") from None
 
 
 def namespace_for(config: FlowsConfig, app: str, environment: str) -> str:

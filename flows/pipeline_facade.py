@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from schemas.errors import field_errors
 from schemas.workflows import WorkflowSpec
 
 #: The deploy unit's actions; ``deploy.validate`` first (it creates the flow) and
@@ -85,8 +86,5 @@ def _load(file: Path, mtime: int) -> WorkflowSpec:
     except yaml.YAMLError as exc:
         raise FacadeSpecError(f"deploy pipeline {file} is not valid YAML: {exc}") from None
     except ValidationError as exc:
-        fields = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise FacadeSpecError(f"invalid deploy pipeline {file}: {fields}") from None
+        raise FacadeSpecError(f"invalid deploy pipeline {file}: {field_errors(exc)}") from None
     return check_facade(spec, str(file))

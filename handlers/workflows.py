@@ -45,6 +45,7 @@ from flows.repository import FlowRepository
 from flows.store import Conflict
 from handlers import deps
 from handlers import workflows_subflow as subflow
+from schemas.errors import field_errors
 from schemas.names import Names
 from schemas.workflows import (
     SagaCompensateRequested,
@@ -148,11 +149,7 @@ async def on_run_requested(req: WorkflowRunRequested, ctx: HandlerContext) -> No
     try:
         spec = WorkflowSpec.model_validate(req.spec)
     except ValidationError as exc:
-        fields = "; ".join(
-            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" if e["loc"] else e["msg"]
-            for e in exc.errors()
-        )
-        raise Reject(f"invalid workflow spec: {fields}") from None
+        raise Reject(f"invalid workflow spec: {field_errors(exc, ('spec',))}") from None
     for i, step in enumerate(spec.steps):
         if step.action is not None:
             raise Reject(

@@ -10,6 +10,16 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 
+def field_errors(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> str:
+    """One line naming each failing field, ``a.b: msg; c: msg`` (``prefix`` goes in
+    front of every location, e.g. the section or argument the data came from)."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in (*prefix, *err.get("loc", ())))
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else err.get("msg", "invalid"))
+    return "; ".join(parts)
+
+
 class SchemaError(ValueError):
     """Data failed validation; ``fields`` names every failing field."""
 

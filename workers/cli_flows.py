@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from flows.pipeline import WorkflowInputError, new_run, run_id
 from schemas.envelope import new_event
+from schemas.errors import field_errors
 from schemas.workflows import FlowRecord, RecordFilter, WorkflowSpec, WorkflowState
 from workers.cli_support import CliError, dump, friendly, run_async, settings_of
 
@@ -31,11 +32,7 @@ def load_spec(path: Path) -> WorkflowSpec:
     try:
         return WorkflowSpec.model_validate(raw)
     except ValidationError as exc:
-        fields = "; ".join(
-            (f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "") + e["msg"]
-            for e in exc.errors()
-        )
-        raise CliError(f"invalid workflow {path}: {fields}") from None
+        raise CliError(f"invalid workflow {path}: {field_errors(exc)}") from None
 
 
 def _json_object(text: str, option: str) -> dict[str, Any]:

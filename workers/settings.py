@@ -14,8 +14,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bus.rabbitmq_urls import parse_amqp_urls
-from bus.redis_conn import parse_redis_url
+from bus.urls import parse_amqp_urls, parse_redis_url
 from schemas.errors import ConfigError
 from schemas.names import Names
 

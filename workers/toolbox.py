@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
+from schemas.errors import field_errors
 from schemas.names import Names
 from tools.config import ToolboxConfig
 from tools.extras import MissingExtra
@@ -68,9 +69,7 @@ def _sections(raw: Any, path: Path) -> dict[str, Any]:
         except MissingExtra as exc:
             raise ConfigError(f"tools config {path}: {exc}") from None
         except ValidationError as exc:
-            errors += [
-                f"{'.'.join(str(p) for p in (key, *e['loc']))}: {e['msg']}" for e in exc.errors()
-            ]
+            errors.append(field_errors(exc, (key,)))
     if errors:
         raise ConfigError(f"invalid tools config {path}: {'; '.join(errors)}")
     return out
@@ -88,10 +87,7 @@ def load_tools_file(path: Path | None) -> ToolsFile:
     except yaml.YAMLError as exc:
         raise ConfigError(f"tools config {path} is not valid YAML: {exc}") from None
     except ValidationError as exc:
-        fields = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"invalid tools config {path}: {fields}") from None
+        raise ConfigError(f"invalid tools config {path}: {field_errors(exc)}") from None
 
 
 def real_servers(cfg: ToolsFile) -> list[ToolServer]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from schemas.errors import field_errors
 from tools.errors import ToolError, ToolPermissionDenied, ToolTransientError
 from tools.guards.permission import Permissions
 from tools.registry import not_found, validate_args
@@ -194,12 +195,8 @@ class FakeToolbox:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
-                for e in exc.errors()
-            )
             raise TypeError(
-                f"fake response for {tool} is not a valid {model.__name__}: {problems}"
+                f"fake response for {tool} is not a valid {model.__name__}: {field_errors(exc)}"
             ) from None
 
 
