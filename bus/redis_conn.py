@@ -21,7 +21,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from bus.urls import CLUSTER_REFUSED, RedisTarget, parse_redis_url, safe_redis_url
 
@@ -31,6 +31,7 @@ __all__ = [
     "connect_redis",
     "parse_redis_url",
     "redis_client",
+    "refuse_cluster",
     "safe_redis_url",
 ]
 
@@ -42,6 +43,22 @@ REDIS_SOCKET_TIMEOUT = 10.0
 
 class RedisUnavailable(ConnectionError):
     """Redis cannot be reached (or is a kind codebus refuses); the message says where."""
+
+
+class _SentinelManaged(aioredis.Redis):
+    """The primary's client of a Sentinel URL; closing it also closes the clients of
+    the Sentinels it asked (redis-py leaves those open: one connection per Sentinel
+    leaked for every client closed)."""
+
+    _sentinel: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        try:
+            await super().aclose(close_connection_pool)
+        finally:
+            sentinel, self._sentinel = self._sentinel, None
+            for client in sentinel.sentinels if sentinel is not None else ():
+                await client.aclose()
 
 
 def redis_client(
@@ -63,9 +80,9 @@ def redis_client(
         list(target.sentinels),
         sentinel_kwargs={**timeouts, **target.sentinel_options},
     )
-    master: aioredis.Redis = sentinel.master_for(
+    master: _SentinelManaged = sentinel.master_for(
         target.service,
-        redis_class=aioredis.Redis,
+        redis_class=_SentinelManaged,
         db=target.db,
         username=target.username,
         password=target.password,
@@ -73,6 +90,7 @@ def redis_client(
         **timeouts,
         **options,
     )
+    master._sentinel = sentinel
     return master
 
 
@@ -89,12 +107,22 @@ async def connect_redis(url: str, **options: Any) -> aioredis.Redis:
         await client.aclose()
         raise RedisUnavailable(f"cannot reach Redis at {safe_redis_url(url)}: {exc}") from exc
     try:
-        info = await client.info("cluster")
-    except ResponseError:
-        info = {}  # INFO not allowed to this user (ACL): the URL form was checked already
-    if info.get("cluster_enabled") in (1, "1"):
+        await refuse_cluster(client, url)
+    except RedisUnavailable:
         await client.aclose()
+        raise
+    return client
+
+
+async def refuse_cluster(client: aioredis.Redis, url: str) -> None:
+    """:class:`RedisUnavailable` (one line) if ``client`` reaches a Redis Cluster node.
+    A Redis that does not answer, or a user not allowed INFO, passes: reaching it is
+    the caller's concern, and the URL form was checked already."""
+    try:
+        info = await client.info("cluster")
+    except (RedisError, OSError):
+        return
+    if info.get("cluster_enabled") in (1, "1"):
         raise RedisUnavailable(
             f"Redis at {safe_redis_url(url)} is a cluster node: {CLUSTER_REFUSED}"
         )
-    return client

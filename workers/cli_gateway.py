@@ -21,7 +21,7 @@ import redis.asyncio as aioredis  # noqa: F401 (annotations)
 from redis.exceptions import RedisError
 
 from bus.abc import Broker
-from bus.redis_conn import redis_client
+from bus.redis_conn import redis_client, refuse_cluster
 from gateway.app import create_app
 from gateway.config import ConfigError, load_config
 from gateway.server import GatewayServer
@@ -130,6 +130,9 @@ async def _run(
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     try:
+        # A Redis that is down at start is served as 503s until it is back; a Redis
+        # Cluster node never works (the replay keys' scripts), so it stops the start.
+        await refuse_cluster(redis, redis_url)
         await broker.connect()
         await serve_gateway(config, broker, redis, names, host=host, port=port, stop=stop)
     finally:

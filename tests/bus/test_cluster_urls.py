@@ -121,7 +121,9 @@ def cluster_node(tmp_path) -> Iterator[int]:
     port = free_port()
     node = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--cluster-enabled", "yes", "--dir", str(tmp_path)],
+         "--cluster-enabled", "yes", "--dir", str(tmp_path),
+         # Its bus port defaults to port + 10000, which may be taken or past 65535.
+         "--cluster-port", str(free_port())],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -146,3 +148,38 @@ async def test_a_plain_url_to_a_cluster_node_is_refused(cluster_node: int):
             await client.aclose()
             pytest.fail("a cluster node was accepted")
     pytest.fail("the cluster node never answered")
+
+
+async def test_the_gateway_refuses_a_cluster_node_at_start(cluster_node: int, tmp_path):
+    """The gateway builds its Redis client without connecting (a Redis down at start
+    is served as 503s until it is back), but a Redis Cluster node stops its start with
+    one line, like a worker's."""
+    import sys
+
+    from workers.exit_codes import EXIT_SERVICE
+
+    url = f"redis://127.0.0.1:{cluster_node}/0"
+    deadline = time.monotonic() + 30
+    while True:  # until the node answers
+        assert time.monotonic() < deadline, "the cluster node never answered"
+        try:
+            await (await connect_redis(url)).aclose()
+            pytest.fail("a cluster node was accepted")
+        except RedisUnavailable as exc:
+            if "is a cluster node" in str(exc):
+                break
+            await asyncio.sleep(0.1)
+    config = tmp_path / "gateway.yaml"
+    config.write_text("sources: []\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from workers.cli import main; main()",
+        "gateway", "--config", str(config),
+        "--port", "0", "--amqp-url", "amqp://127.0.0.1:1/", "--redis-url", url,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    stderr = err.decode()
+    assert proc.returncode == EXIT_SERVICE, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert any("Redis Cluster is not supported" in line for line in lines), stderr
+    assert "Traceback" not in stderr

@@ -103,3 +103,35 @@ async def test_d_redis_primary_killed_under_load(
     assert out.lost == 0, figures
     assert out.workers_ready, figures
     assert codes == [0, 0], f"worker exit codes {codes}; {figures}"
+
+
+async def test_closing_a_sentinel_client_closes_its_sentinel_connections(sentinel: SentinelRedis):
+    """redis-py's Sentinel keeps a client per Sentinel; closing codebus's client closes
+    them too, so a process that makes and closes clients does not pile up connections
+    on the Sentinels."""
+    import redis.asyncio as aioredis
+
+    probes = {p: aioredis.Redis(port=p, socket_timeout=2) for p in sentinel.sentinel_ports}
+    try:
+
+        async def counts() -> list[int]:
+            out = []
+            for probe in probes.values():
+                listed = await probe.client_list()  # every connection but this probe's
+                out.append(len([c for c in listed if not c.get("cmd", "").startswith("client")]))
+            return out
+
+        before = await counts()
+        for _ in range(5):
+            client = redis_client(sentinel.url, socket_timeout=2, socket_connect_timeout=2)
+            assert await client.ping()
+            await client.aclose()
+        deadline = time.monotonic() + 10
+        after = await counts()
+        while sum(after) > sum(before) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            after = await counts()
+        assert sum(after) <= sum(before), (before, after)
+    finally:
+        for probe in probes.values():
+            await probe.aclose()
