@@ -21,7 +21,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from bus.urls import CLUSTER_REFUSED, RedisTarget, parse_redis_url, safe_redis_url
 
@@ -116,11 +116,11 @@ async def connect_redis(url: str, **options: Any) -> aioredis.Redis:
 
 async def refuse_cluster(client: aioredis.Redis, url: str) -> None:
     """:class:`RedisUnavailable` (one line) if ``client`` reaches a Redis Cluster node.
-    A Redis that does not answer, or a user not allowed INFO, passes: reaching it is
-    the caller's concern, and the URL form was checked already."""
+    A user not allowed INFO (ACL) passes: the URL form was checked already. Errors
+    reaching Redis propagate."""
     try:
         info = await client.info("cluster")
-    except (RedisError, OSError):
+    except ResponseError:
         return
     if info.get("cluster_enabled") in (1, "1"):
         raise RedisUnavailable(

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis  # noqa: F401 (annotations)
 from redis.exceptions import RedisError
 
 from bus.abc import Broker
-from bus.redis_conn import redis_client, refuse_cluster
+from bus.redis_conn import RedisUnavailable, redis_client, refuse_cluster
 from gateway.app import create_app
 from gateway.config import ConfigError, load_config
 from gateway.server import GatewayServer
@@ -132,7 +132,12 @@ async def _run(
     try:
         # A Redis that is down at start is served as 503s until it is back; a Redis
         # Cluster node never works (the replay keys' scripts), so it stops the start.
-        await refuse_cluster(redis, redis_url)
+        try:
+            await refuse_cluster(redis, redis_url)
+        except RedisUnavailable:
+            raise
+        except (RedisError, OSError):
+            pass  # down at start: served as 503s until it is back
         await broker.connect()
         await serve_gateway(config, broker, redis, names, host=host, port=port, stop=stop)
     finally:
